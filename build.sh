@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+#
+# ngx_http_actingweb_module: deps | build | run | test | bench
+#
+#   ./build.sh deps            install what is missing (Debian/Ubuntu, apt)
+#   ./build.sh build           build build/ngx_http_actingweb_module.so
+#   ./build.sh run             build, then serve docs/example.conf on
+#                              127.0.0.1:${PORT:-8080} with a local Redis
+#   ./build.sh test [FILES]    build, then run the Test::Nginx suite (t/)
+#   ./build.sh bench           benchmarks, ratios against plain nginx
+#
+# Environment:
+#   NGINX_SRC=/path/to/nginx-x.y.z   build against that source tree instead
+#                                    of the installed nginx (nginx-dev)
+#   NGINX_CONFIGURE_ARGS="..."       extra configure arguments with NGINX_SRC
+#   ACTINGWEB_REDIS=host:port        `run`: use this Redis, start none
+#   PORT=8080                        `run`: listen port
+#   TEST_NGINX_BINARY=/usr/sbin/nginx, TEST_NGINX_EVENT_TYPE=poll,
+#   TEST_NGINX_USE_VALGRIND=1        passed through to the tests
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD="$ROOT/build"
+MODULE="$BUILD/ngx_http_actingweb_module.so"
+
+APT_PACKAGES=(
+    nginx nginx-dev libhiredis-dev libcjson-dev libcurl4-openssl-dev
+    libssl-dev redis-server build-essential pkg-config curl
+    libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
+    libtext-diff-perl liburi-perl libwww-perl libhttp-message-perl
+    libipc-run-perl libredis-perl libjson-pp-perl wrk
+)
+
+say() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+cmd_deps() {
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+
+    command -v apt-get >/dev/null 2>&1 \
+        || die "missing ${missing[*]} and no apt-get: install them by hand"
+    say "installing: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# configure once per (config, nginx) pair, then `make modules` (fast)
+cmd_build() {
+    cmd_deps
+
+    local src stamp want
+    mkdir -p "$BUILD"
+
+    if [ -n "${NGINX_SRC:-}" ]; then
+        src=$(cd "$NGINX_SRC" && pwd)
+        [ -x "$src/configure" ] || die "NGINX_SRC=$src has no configure"
+        want="src:$src:${NGINX_CONFIGURE_ARGS:-}"
+    else
+        src=/usr/share/nginx/src
+        [ -f "$src/conf_flags" ] || die "nginx-dev is not installed"
+        want="deb:$(dpkg-query -W -f='${Version}' nginx-dev)"
+    fi
+    want="$want:$(cksum < "$ROOT/config")"
+
+    local objs="$BUILD/nginx"
+    stamp="$objs/.configured"
+
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        say "configuring against $src"
+        rm -rf "$objs"
+        mkdir -p "$objs"
+        (
+            cd "$src"
+            if [ -n "${NGINX_SRC:-}" ]; then
+                # shellcheck disable=SC2086
+                ./configure --with-compat ${NGINX_CONFIGURE_ARGS:-} \
+                    --add-dynamic-module="$ROOT" --builddir="$objs"
+            else
+                # Debian's own flags: --with-compat and the same ABI
+                . ./conf_flags
+                ./configure \
+                    --with-cc-opt="$(dpkg-buildflags --get CFLAGS) -fPIC $(dpkg-buildflags --get CPPFLAGS)" \
+                    --with-ld-opt="$(dpkg-buildflags --get LDFLAGS) -fPIC" \
+                    "${NGX_CONF_FLAGS[@]}" \
+                    --add-dynamic-module="$ROOT" --builddir="$objs"
+            fi
+        ) > "$objs/configure.log" 2>&1 || {
+            tail -n 30 "$objs/configure.log" >&2
+            rm -f "$stamp"
+            die "configure failed (full log: $objs/configure.log)"
+        }
+        echo "$want" > "$stamp"
+    fi
+
+    make -s -f "$objs/Makefile" -C "$src" -j"$(nproc)" modules >&2
+    if [ ! -f "$MODULE" ] || [ "$objs/ngx_http_actingweb_module.so" -nt "$MODULE" ]; then
+        # a new inode: a running nginx keeps its mapping of the old one
+        cp "$objs/ngx_http_actingweb_module.so" "$MODULE.tmp.$$"
+        mv -f "$MODULE.tmp.$$" "$MODULE"
+    fi
+    say "built $MODULE"
+}
+
+nginx_bin() {
+    if [ -n "${TEST_NGINX_BINARY:-}" ]; then
+        echo "$TEST_NGINX_BINARY"
+    elif [ -n "${NGINX_SRC:-}" ] && [ -x "$BUILD/nginx/nginx" ]; then
+        echo "$BUILD/nginx/nginx"
+    else
+        echo /usr/sbin/nginx
+    fi
+}
+
+free_port() {
+    perl -MIO::Socket::INET -e '
+        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1",
+                                      LocalPort => 0, ReuseAddr => 1)
+            or die "no free port: $!";
+        print $s->sockport, "\n";'
+}
+
+# start_redis DIR PORT [extra redis-server args...]; prints nothing
+start_redis() {
+    local dir=$1 port=$2; shift 2
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+        --daemonize yes --pidfile "$dir/redis.pid" \
+        --logfile "$dir/redis.log" "$@" >/dev/null
+    local i
+    for i in $(seq 1 100); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    die "redis-server did not start (see $dir/redis.log)"
+}
+
+stop_redis() {
+    local dir=$1 pid
+    [ -f "$dir/redis.pid" ] || return 0
+    pid=$(cat "$dir/redis.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    rm -f "$dir/redis.pid"
+}
+
+cmd_run() {
+    cmd_build
+
+    local port=${PORT:-8080} run="$ROOT/.run" redis bin
+    mkdir -p "$run/logs" "$run/tmp" "$run/redis"
+    chmod 0755 "$run" "$run/tmp"
+    bin=$(nginx_bin)
+
+    local redis_pid="" nginx_pid=""
+    if [ -n "${ACTINGWEB_REDIS:-}" ]; then
+        redis=$ACTINGWEB_REDIS
+    else
+        local rport=${REDIS_PORT:-6390}
+        start_redis "$run/redis" "$rport" --appendonly yes --save ''
+        redis_pid=$(cat "$run/redis/redis.pid")
+        redis="127.0.0.1:$rport"
+        say "redis-server on $redis (data in .run/redis, AOF on)"
+    fi
+
+    # the example config, with this checkout's paths and ports
+    sed -e "s#/usr/lib/nginx/modules/ngx_http_actingweb_module.so#$MODULE#" \
+        -e "s#127.0.0.1:6379#$redis#" \
+        -e "s#127.0.0.1:8080#127.0.0.1:$port#" \
+        -e "s#localhost:8080#localhost:$port#" \
+        "$ROOT/docs/example.conf" > "$run/nginx.conf"
+
+    cleanup() {
+        trap - INT TERM EXIT
+        [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null || true
+        [ -n "$nginx_pid" ] && wait "$nginx_pid" 2>/dev/null || true
+        [ -n "$redis_pid" ] && stop_redis "$run/redis"
+        say "stopped"
+    }
+    trap cleanup INT TERM EXIT
+
+    "$bin" -p "$run" -c "$run/nginx.conf" -t -q || die "nginx -t failed"
+    "$bin" -p "$run" -c "$run/nginx.conf" -g 'daemon off;' &
+    nginx_pid=$!
+
+    cat <<EOF
+
+ActingWeb factory on http://127.0.0.1:$port/  (Ctrl-C stops nginx and Redis)
+
+Create an actor:
+  curl -i -X POST http://127.0.0.1:$port/ -H 'Content-Type: application/json' \\
+       -d '{"creator":"alice@example.com","passphrase":"secret"}'
+Then, with the id from the answer:
+  curl -u alice@example.com:secret -X PUT http://127.0.0.1:$port/<id>/properties/greeting -d hello
+  curl -u alice@example.com:secret http://127.0.0.1:$port/<id>/properties
+  curl http://127.0.0.1:$port/<id>/meta
+
+Logs: .run/logs/error.log
+
+EOF
+    wait "$nginx_pid" || true
+    nginx_pid=""
+}
+
+cmd_test() {
+    cmd_build
+
+    local dir port rc=0 args=("$@")
+    dir=$(mktemp -d /tmp/actingweb-test.XXXXXX)
+    chmod 0755 "$dir"
+    port=$(free_port)
+    start_redis "$dir/redis" "$port" --save '' --appendonly no
+
+    export TEST_NGINX_REDIS_HOST=127.0.0.1
+    export TEST_NGINX_REDIS_PORT=$port
+    export TEST_NGINX_REDIS_PIDFILE="$dir/redis/redis.pid"
+    export TEST_NGINX_LOAD_MODULES="$MODULE"
+    export TEST_NGINX_BINARY
+    TEST_NGINX_BINARY=$(nginx_bin)
+
+    local inc=(-I"$ROOT/t/lib")
+    if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
+        inc=(-I"$ROOT/t/lib/compat" "${inc[@]}")
+        say "Test::Nginx not installed: using the bundled runner (t/lib/compat)"
+    fi
+
+    [ ${#args[@]} -eq 0 ] && args=(-r t/)
+
+    cd "$ROOT"
+    prove "${inc[@]}" "${args[@]}" || rc=$?
+
+    stop_redis "$dir/redis"
+    rm -rf "$dir"
+    return $rc
+}
+
+cmd_bench() {
+    cmd_build
+    exec perl "$ROOT/bench/bench.pl" "$MODULE" "$(nginx_bin)" "$@"
+}
+
+case "${1:-build}" in
+    deps)  cmd_deps ;;
+    build) cmd_build ;;
+    run)   cmd_run ;;
+    test)  shift; cmd_test "$@" ;;
+    bench) shift; cmd_bench "$@" ;;
+    *)     sed -n '3,22p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,696 @@
+
+/*
+ * Copyright (C) The ngx_http_actingweb_module authors
+ *
+ * The factory (POST <factory>/), the actor root (GET, DELETE), /meta and
+ * /devtest, and the "load the actor, check the creator" step shared by
+ * endpoints.
+ */
+
+
+#include "ngx_http_actingweb_redis.h"
+
+
+#define NGX_HTTP_ACTINGWEB_PASS_MAX   1024
+#define NGX_HTTP_ACTINGWEB_URL_MAX    2048
+
+
+typedef struct {
+    ngx_str_t                        id;
+    ngx_str_t                        creator;
+    ngx_str_t                        passphrase;
+    ngx_str_t                        trustee_root;
+} ngx_http_actingweb_new_actor_t;
+
+
+static ngx_int_t ngx_http_actingweb_factory_input(ngx_http_request_t *r,
+    ngx_http_actingweb_new_actor_t *na, const char **err);
+static ngx_int_t ngx_http_actingweb_json_string(cJSON *in, const char *name,
+    ngx_str_t *out, size_t max, const char **err);
+static void ngx_http_actingweb_factory_done(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static void ngx_http_actingweb_actor_loaded(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static ngx_int_t ngx_http_actingweb_actor_get(ngx_http_request_t *r);
+static ngx_int_t ngx_http_actingweb_actor_delete(ngx_http_request_t *r);
+static void ngx_http_actingweb_actor_deleted(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static ngx_int_t ngx_http_actingweb_meta_send(ngx_http_request_t *r);
+static ngx_int_t ngx_http_actingweb_send_text(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *text);
+
+
+static ngx_str_t  ngx_http_actingweb_text_type =
+    ngx_string("text/plain; charset=utf-8");
+
+
+ngx_int_t
+ngx_http_actingweb_factory(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    const char                       *err;
+    ngx_str_t                         pwhash, created;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_new_actor_t   *na;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    na = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_new_actor_t));
+    if (na == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    err = NULL;
+    rc = ngx_http_actingweb_factory_input(r, na, &err);
+
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                               : ngx_http_actingweb_send_error(r, rc, err);
+    }
+
+    na->id.data = ngx_pnalloc(r->pool, NGX_HTTP_ACTINGWEB_ID_LEN);
+    if (na->id.data == NULL
+        || ngx_http_actingweb_random_hex(na->id.data,
+                                         NGX_HTTP_ACTINGWEB_ID_LEN)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    na->id.len = NGX_HTTP_ACTINGWEB_ID_LEN;
+
+    if (na->passphrase.len == 0) {
+        na->passphrase.data = ngx_pnalloc(r->pool,
+                                          NGX_HTTP_ACTINGWEB_SECRET_LEN);
+        if (na->passphrase.data == NULL
+            || ngx_http_actingweb_random_hex(na->passphrase.data,
+                                             NGX_HTTP_ACTINGWEB_SECRET_LEN)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        na->passphrase.len = NGX_HTTP_ACTINGWEB_SECRET_LEN;
+    }
+
+    if (ngx_http_actingweb_auth_hash(r, &na->passphrase, &pwhash) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    created.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (created.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    created.len = ngx_sprintf(created.data, "%T", ngx_time()) - created.data;
+
+    a = ngx_http_actingweb_redis_args(r, 5);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_key(r, a, &na->id, "actor") != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, na->creator.data, na->creator.len)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, pwhash.data, pwhash.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, na->trustee_root.data,
+                                        na->trustee_root.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, created.data, created.len)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = na;
+
+    rc = ngx_http_actingweb_redis_script(r, NGX_HTTP_ACTINGWEB_SCRIPT_CREATE,
+                                         a, ngx_http_actingweb_factory_done);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+/* optional JSON or form body: creator, passphrase, trustee_root */
+
+static ngx_int_t
+ngx_http_actingweb_factory_input(ngx_http_request_t *r,
+    ngx_http_actingweb_new_actor_t *na, const char **err)
+{
+    u_char                    *p, *last;
+    cJSON                     *in;
+    ngx_int_t                  rc;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    ngx_str_set(&na->creator, "creator");
+
+    if (ctx->body.len == 0) {
+        return NGX_OK;
+    }
+
+    in = NULL;
+
+    if (ngx_http_actingweb_is_form(r, &ctx->body)) {
+        rc = ngx_http_actingweb_form_parse(r, &ctx->body, &in, err);
+        if (rc != NGX_OK) {
+            return rc == NGX_ERROR ? NGX_ERROR : NGX_HTTP_BAD_REQUEST;
+        }
+
+    } else {
+        in = ngx_http_actingweb_json_parse(r, ctx->body.data, ctx->body.len,
+                                           err);
+        if (in == NULL) {
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        if (!cJSON_IsObject(in)) {
+            *err = "body must be a JSON object";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    rc = ngx_http_actingweb_json_string(in, "creator", &na->creator,
+                                        NGX_HTTP_ACTINGWEB_NAME_MAX, err);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (na->creator.len == 0) {
+        ngx_str_set(&na->creator, "creator");
+    }
+
+    last = na->creator.data + na->creator.len;
+
+    for (p = na->creator.data; p < last; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == ':') {
+            *err = "creator must not contain \":\" or control characters";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    rc = ngx_http_actingweb_json_string(in, "passphrase", &na->passphrase,
+                                        NGX_HTTP_ACTINGWEB_PASS_MAX, err);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_actingweb_json_string(in, "trustee_root", &na->trustee_root,
+                                        NGX_HTTP_ACTINGWEB_URL_MAX, err);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (na->trustee_root.len == 0) {
+        return NGX_OK;
+    }
+
+    if (!((na->trustee_root.len > 7
+           && ngx_strncasecmp(na->trustee_root.data, (u_char *) "http://", 7)
+              == 0)
+          || (na->trustee_root.len > 8
+              && ngx_strncasecmp(na->trustee_root.data,
+                                 (u_char *) "https://", 8) == 0)))
+    {
+        *err = "trustee_root must be an http:// or https:// URL";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    last = na->trustee_root.data + na->trustee_root.len;
+
+    for (p = na->trustee_root.data; p < last; p++) {
+        if (*p <= 0x20 || *p == 0x7f) {
+            *err = "trustee_root must not contain spaces or control "
+                   "characters";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* an optional string member; absent or null leaves *out untouched */
+
+static ngx_int_t
+ngx_http_actingweb_json_string(cJSON *in, const char *name, ngx_str_t *out,
+    size_t max, const char **err)
+{
+    cJSON  *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(in, name);
+
+    if (item == NULL || cJSON_IsNull(item)) {
+        return NGX_OK;
+    }
+
+    if (!cJSON_IsString(item)) {
+        *err = ngx_strcmp(name, "creator") == 0
+               ? "creator must be a string"
+               : ngx_strcmp(name, "passphrase") == 0
+                 ? "passphrase must be a string"
+                 : "trustee_root must be a string";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    out->data = (u_char *) item->valuestring;
+    out->len = ngx_strlen(item->valuestring);
+
+    if (out->len > max) {
+        *err = "value too long";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_actingweb_factory_done(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    cJSON                           *out;
+    ngx_int_t                        rc;
+    ngx_str_t                        url;
+    ngx_http_actingweb_ctx_t        *ctx;
+    ngx_http_actingweb_new_actor_t  *na;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    na = ctx->data;
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
+        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
+        /* 128 random bits collided, or the script misbehaved */
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "actor could not be created, "
+                                           "try again");
+        goto done;
+    }
+
+    out = cJSON_CreateObject();
+
+    if (out == NULL || ngx_http_actingweb_json_guard(r, out) != NGX_OK
+        || ngx_http_actingweb_actor_url(r, &na->id, &url) != NGX_OK
+        || ngx_http_actingweb_set_location(r, &url) != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    ngx_http_actingweb_json_add_str(r, out, "id", &na->id);
+    ngx_http_actingweb_json_add_str(r, out, "creator", &na->creator);
+    ngx_http_actingweb_json_add_str(r, out, "passphrase", &na->passphrase);
+
+    if (na->trustee_root.len) {
+        ngx_http_actingweb_json_add_str(r, out, "trustee_root", &na->trustee_root);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "actingweb actor created \"%V\"", &na->id);
+
+    rc = ngx_http_actingweb_send_json(r, NGX_HTTP_CREATED, out);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * Reads the actor record; 404 if there is none, then (if auth) checks the
+ * creator's credentials and continues with next().
+ */
+
+ngx_int_t
+ngx_http_actingweb_actor_load(ngx_http_request_t *r, ngx_uint_t auth,
+    ngx_http_actingweb_step_pt next)
+{
+    ngx_int_t                         rc;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ctx->next = next;
+    ctx->need_auth = auth ? 1 : 0;
+
+    a = ngx_http_actingweb_redis_args(r, 5);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_arg(a, (u_char *) "HMGET", 5) != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, (u_char *) "creator", 7) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, (u_char *) "pw", 2) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, (u_char *) "trustee_root", 12)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_command(r, a,
+                                          ngx_http_actingweb_actor_loaded);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+static void
+ngx_http_actingweb_actor_loaded(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    ngx_int_t                  rc;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
+        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        rc = ngx_http_actingweb_redis_reply_error(r,
+                                     NGX_HTTP_ACTINGWEB_REDIS_DOWN, NULL);
+        goto done;
+    }
+
+    rc = ngx_http_actingweb_actor_from_reply(r, reply->element);
+
+    if (rc != NGX_OK) {
+        rc = rc == NGX_DECLINED
+             ? ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "actor not found")
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    if (ctx->need_auth) {
+
+        rc = ngx_http_actingweb_auth_creator(r, ctx);
+        if (rc != NGX_OK) {
+            rc = ngx_http_actingweb_auth_reply(r, rc);
+            goto done;
+        }
+    }
+
+    rc = ctx->next(r);
+
+    if (rc == NGX_DONE) {
+        return;
+    }
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* el[0..2]: creator, pw, trustee_root; NGX_DECLINED: no such actor */
+
+ngx_int_t
+ngx_http_actingweb_actor_from_reply(ngx_http_request_t *r, redisReply **el)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (el[0]->type != REDIS_REPLY_STRING) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_actingweb_reply_str(r, el[0], &ctx->actor.creator)
+        != NGX_OK
+        || ngx_http_actingweb_reply_str(r, el[1], &ctx->actor.pwhash)
+           != NGX_OK
+        || ngx_http_actingweb_reply_str(r, el[2], &ctx->actor.trustee_root)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_actingweb_actor(ngx_http_request_t *r)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    ngx_http_actingweb_auth_parse(r, ctx);
+
+    return ngx_http_actingweb_actor_load(r, 1,
+                                         ctx->method == NGX_HTTP_DELETE
+                                         ? ngx_http_actingweb_actor_delete
+                                         : ngx_http_actingweb_actor_get);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_actor_get(ngx_http_request_t *r)
+{
+    cJSON                     *out;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    out = cJSON_CreateObject();
+    if (out == NULL || ngx_http_actingweb_json_guard(r, out) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the passphrase is stored hashed: it cannot be shown again */
+
+    ngx_http_actingweb_json_add_str(r, out, "id", &ctx->actor_id);
+    cJSON_AddItemToObject(out, "creator",
+        cJSON_CreateString((char *) ctx->actor.creator.data));
+
+    if (ctx->actor.trustee_root.len) {
+        cJSON_AddItemToObject(out, "trustee_root",
+            cJSON_CreateString((char *) ctx->actor.trustee_root.data));
+    }
+
+    return ngx_http_actingweb_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_actor_delete(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    a = ngx_http_actingweb_redis_args(r, 4);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
+           != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "props")
+           != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "changes")
+           != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "keys")
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_script(r,
+                                      NGX_HTTP_ACTINGWEB_SCRIPT_ACTOR_DELETE,
+                                      a, ngx_http_actingweb_actor_deleted);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+static void
+ngx_http_actingweb_actor_deleted(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    ngx_int_t                  rc;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
+        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
+
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "actingweb actor deleted \"%V\"", &ctx->actor_id);
+        rc = ngx_http_actingweb_send_no_content(r);
+
+    } else {
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                           "actor not found");
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * /meta: readable without credentials; unknown and unsupported optional
+ * paths are 404 without asking Redis.
+ */
+
+ngx_int_t
+ngx_http_actingweb_meta(ngx_http_request_t *r)
+{
+    ngx_str_t                      *s;
+    ngx_uint_t                      known;
+    ngx_http_actingweb_ctx_t       *ctx;
+    ngx_http_actingweb_loc_conf_t  *alcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+    s = ctx->segs;
+
+    known = 0;
+
+    if (ctx->nsegs == 0) {
+        known = 1;
+
+    } else if (ctx->nsegs == 1) {
+        known = (ngx_strcmp(s[0].data, "id") == 0
+                 || ngx_strcmp(s[0].data, "type") == 0
+                 || ngx_strcmp(s[0].data, "version") == 0
+                 || ngx_strcmp(s[0].data, "desc") == 0
+                 || (ngx_strcmp(s[0].data, "info") == 0 && alcf->info.len));
+
+    } else if (ctx->nsegs == 2 && ngx_strcmp(s[0].data, "actingweb") == 0) {
+        known = (ngx_strcmp(s[1].data, "version") == 0
+                 || ngx_strcmp(s[1].data, "supported") == 0
+                 || ngx_strcmp(s[1].data, "formats") == 0);
+    }
+
+    if (!known) {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "meta path not supported");
+    }
+
+    return ngx_http_actingweb_actor_load(r, 0,
+                                         ngx_http_actingweb_meta_send);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_meta_send(ngx_http_request_t *r)
+{
+    cJSON                          *out, *aw;
+    ngx_str_t                      *s, v, url;
+    ngx_http_actingweb_ctx_t       *ctx;
+    ngx_http_actingweb_loc_conf_t  *alcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+    s = ctx->segs;
+
+    if (ctx->nsegs == 0) {
+        out = cJSON_CreateObject();
+        if (out == NULL || ngx_http_actingweb_json_guard(r, out) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_actingweb_json_add_str(r, out, "id", &ctx->actor_id);
+        ngx_http_actingweb_json_add_str(r, out, "type", &alcf->type);
+        ngx_http_actingweb_json_add_str(r, out, "version", &alcf->version);
+        ngx_http_actingweb_json_add_str(r, out, "desc", &alcf->desc);
+
+        if (alcf->info.len) {
+            ngx_http_actingweb_json_add_str(r, out, "info", &alcf->info);
+        }
+
+        if (ctx->actor.trustee_root.len) {
+            cJSON_AddItemToObject(out, "trustee_root",
+                cJSON_CreateString((char *) ctx->actor.trustee_root.data));
+        }
+
+        aw = cJSON_AddObjectToObject(out, "actingweb");
+        if (aw == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cJSON_AddStringToObject(aw, "version",
+                                NGX_HTTP_ACTINGWEB_SPEC_VERSION);
+        cJSON_AddStringToObject(aw, "supported",
+                                NGX_HTTP_ACTINGWEB_SUPPORTED);
+        cJSON_AddStringToObject(aw, "formats", "json");
+
+        return ngx_http_actingweb_send_json(r, NGX_HTTP_OK, out);
+    }
+
+    if (ctx->nsegs == 2) {
+        if (ngx_strcmp(s[1].data, "version") == 0) {
+            ngx_str_set(&v, NGX_HTTP_ACTINGWEB_SPEC_VERSION);
+
+        } else if (ngx_strcmp(s[1].data, "supported") == 0) {
+            ngx_str_set(&v, NGX_HTTP_ACTINGWEB_SUPPORTED);
+
+        } else {
+            ngx_str_set(&v, "json");
+        }
+
+        return ngx_http_actingweb_send_text(r, NGX_HTTP_OK, &v);
+    }
+
+    if (ngx_strcmp(s[0].data, "id") == 0) {
+        return ngx_http_actingweb_send_text(r, NGX_HTTP_OK, &ctx->actor_id);
+    }
+
+    if (ngx_strcmp(s[0].data, "type") == 0) {
+        return ngx_http_actingweb_send_text(r, NGX_HTTP_OK, &alcf->type);
+    }
+
+    if (ngx_strcmp(s[0].data, "version") == 0) {
+        return ngx_http_actingweb_send_text(r, NGX_HTTP_OK, &alcf->version);
+    }
+
+    if (ngx_strcmp(s[0].data, "desc") == 0) {
+        return ngx_http_actingweb_send_text(r, NGX_HTTP_OK, &alcf->desc);
+    }
+
+    /* info: the spec asks for a redirect to the page */
+
+    url = alcf->info;
+
+    if (ngx_http_actingweb_set_location(r, &url) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_actingweb_send_text(r, NGX_HTTP_MOVED_TEMPORARILY, &url);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *text)
+{
+    return ngx_http_actingweb_send(r, status, &ngx_http_actingweb_text_type,
+                                   text->data, text->len);
+}
+
+
+ngx_int_t
+ngx_http_actingweb_devtest(ngx_http_request_t *r)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx->nsegs == 1 && ngx_strcmp(ctx->segs[0].data, "ping") == 0) {
+        return ngx_http_actingweb_send_no_content(r);
+    }
+
+    return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                         "devtest path not supported");
+}

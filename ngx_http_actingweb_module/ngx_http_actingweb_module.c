@@ -1,0 +1,772 @@
+
+/*
+ * Copyright (C) The ngx_http_actingweb_module authors
+ *
+ * Directives, configuration, per-worker start and stop.
+ */
+
+
+#include "ngx_http_actingweb_module.h"
+#include "ngx_http_actingweb_redis.h"
+
+
+static ngx_int_t ngx_http_actingweb_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_actingweb_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_actingweb_init_process(ngx_cycle_t *cycle);
+static void ngx_http_actingweb_exit_process(ngx_cycle_t *cycle);
+
+static char *ngx_http_actingweb(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_actingweb_redis_addr(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_actingweb_base_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_actingweb_auto_approve(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_actingweb_check_positive_msec(ngx_conf_t *cf,
+    void *post, void *data);
+static char *ngx_http_actingweb_check_version(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_actingweb_check_token(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_actingweb_check_nonempty(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_actingweb_check_uri(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_actingweb_parse_redis(ngx_conf_t *cf,
+    ngx_http_actingweb_main_conf_t *amcf, ngx_str_t *value);
+static ngx_int_t ngx_http_actingweb_is_token(ngx_str_t *s);
+
+
+static ngx_conf_post_t  ngx_http_actingweb_positive_msec_post =
+    { ngx_http_actingweb_check_positive_msec };
+static ngx_conf_post_t  ngx_http_actingweb_version_post =
+    { ngx_http_actingweb_check_version };
+static ngx_conf_post_t  ngx_http_actingweb_token_post =
+    { ngx_http_actingweb_check_token };
+static ngx_conf_post_t  ngx_http_actingweb_nonempty_post =
+    { ngx_http_actingweb_check_nonempty };
+static ngx_conf_post_t  ngx_http_actingweb_uri_post =
+    { ngx_http_actingweb_check_uri };
+
+static ngx_conf_num_bounds_t  ngx_http_actingweb_db_bounds =
+    { ngx_conf_check_num_bounds, 0, 1023 };
+static ngx_conf_num_bounds_t  ngx_http_actingweb_concurrency_bounds =
+    { ngx_conf_check_num_bounds, 1, 10000 };
+static ngx_conf_num_bounds_t  ngx_http_actingweb_retries_bounds =
+    { ngx_conf_check_num_bounds, 0, 100 };
+
+
+static ngx_command_t  ngx_http_actingweb_commands[] = {
+
+    { ngx_string("actingweb"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_actingweb,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("actingweb_base_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_base_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, base_url),
+      NULL },
+
+    { ngx_string("actingweb_type"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, type),
+      &ngx_http_actingweb_nonempty_post },
+
+    { ngx_string("actingweb_desc"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, desc),
+      NULL },
+
+    { ngx_string("actingweb_version"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, version),
+      &ngx_http_actingweb_version_post },
+
+    { ngx_string("actingweb_info"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, info),
+      &ngx_http_actingweb_nonempty_post },
+
+    { ngx_string("actingweb_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_redis_addr,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("actingweb_redis_password"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, redis_password),
+      &ngx_http_actingweb_nonempty_post },
+
+    { ngx_string("actingweb_redis_db"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, redis_db),
+      &ngx_http_actingweb_db_bounds },
+
+    { ngx_string("actingweb_redis_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, redis_prefix),
+      &ngx_http_actingweb_token_post },
+
+    { ngx_string("actingweb_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, redis_timeout),
+      &ngx_http_actingweb_positive_msec_post },
+
+    { ngx_string("actingweb_peer_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, peer_location),
+      &ngx_http_actingweb_uri_post },
+
+    { ngx_string("actingweb_peer_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, peer_timeout),
+      &ngx_http_actingweb_positive_msec_post },
+
+    { ngx_string("actingweb_auto_approve"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_actingweb_auto_approve,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("actingweb_default_relationship"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, default_relationship),
+      &ngx_http_actingweb_token_post },
+
+    { ngx_string("actingweb_callback_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, callback_timeout),
+      &ngx_http_actingweb_positive_msec_post },
+
+    { ngx_string("actingweb_callback_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, callback_concurrency),
+      &ngx_http_actingweb_concurrency_bounds },
+
+    { ngx_string("actingweb_callback_max_payload"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, callback_max_payload),
+      NULL },
+
+    { ngx_string("actingweb_callback_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, callback_retries),
+      &ngx_http_actingweb_retries_bounds },
+
+    { ngx_string("actingweb_devtest"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, devtest),
+      NULL },
+
+    { ngx_string("actingweb_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_actingweb_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_actingweb_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_actingweb_postconfiguration,  /* postconfiguration */
+
+    ngx_http_actingweb_create_main_conf,   /* create main configuration */
+    ngx_http_actingweb_init_main_conf,     /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_actingweb_create_loc_conf,    /* create location configuration */
+    ngx_http_actingweb_merge_loc_conf      /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_actingweb_module = {
+    NGX_MODULE_V1,
+    &ngx_http_actingweb_module_ctx,        /* module context */
+    ngx_http_actingweb_commands,           /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_actingweb_init_process,       /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_actingweb_exit_process,       /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_actingweb_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_actingweb_filter_init(cf);
+}
+
+
+static void *
+ngx_http_actingweb_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_actingweb_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     amcf->redis_addr = { 0, NULL };
+     *     amcf->redis_password = { 0, NULL };
+     *     amcf->redis_prefix = { 0, NULL };
+     *     amcf->redis = NULL;
+     *     amcf->curl = NULL;
+     */
+
+    amcf->redis_port = NGX_CONF_UNSET;
+    amcf->redis_db = NGX_CONF_UNSET;
+    amcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->callback_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->callback_concurrency = NGX_CONF_UNSET_UINT;
+    amcf->callback_max_payload = NGX_CONF_UNSET_SIZE;
+    amcf->callback_retries = NGX_CONF_UNSET_UINT;
+
+    return amcf;
+}
+
+
+static char *
+ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_actingweb_main_conf_t *amcf = conf;
+
+    ngx_str_t  addr = ngx_string("127.0.0.1:6379");
+
+    if (amcf->redis_addr.len == 0) {
+        if (ngx_http_actingweb_parse_redis(cf, amcf, &addr) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_conf_init_value(amcf->redis_db, 0);
+    ngx_conf_init_msec_value(amcf->redis_timeout, 1000);
+
+    if (amcf->redis_prefix.len == 0) {
+        ngx_str_set(&amcf->redis_prefix, "aw");
+    }
+
+    ngx_conf_init_msec_value(amcf->callback_timeout, 5000);
+    ngx_conf_init_uint_value(amcf->callback_concurrency, 16);
+    ngx_conf_init_size_value(amcf->callback_max_payload, 256 * 1024);
+    ngx_conf_init_uint_value(amcf->callback_retries, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_actingweb_loc_conf_t  *alcf;
+
+    alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_actingweb_loc_conf_t));
+    if (alcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     alcf->prefix = { 0, NULL };
+     *     alcf->base_url = { 0, NULL };
+     *     alcf->type = { 0, NULL };
+     *     ...
+     */
+
+    alcf->enable = NGX_CONF_UNSET;
+    alcf->status = NGX_CONF_UNSET;
+    alcf->peer_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->auto_approve = NGX_CONF_UNSET_PTR;
+    alcf->devtest = NGX_CONF_UNSET;
+
+    return alcf;
+}
+
+
+static char *
+ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_actingweb_loc_conf_t *prev = parent;
+    ngx_http_actingweb_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->status, prev->status, 0);
+
+    ngx_conf_merge_str_value(conf->base_url, prev->base_url, "");
+    ngx_conf_merge_str_value(conf->type, prev->type,
+                             "urn:actingweb:actingweb.org:nginx");
+    ngx_conf_merge_str_value(conf->desc, prev->desc, "ActingWeb actor");
+    ngx_conf_merge_str_value(conf->version, prev->version, "1.0");
+    ngx_conf_merge_str_value(conf->info, prev->info, "");
+
+    ngx_conf_merge_str_value(conf->peer_location, prev->peer_location,
+                             "/_actingweb_peer");
+    ngx_conf_merge_msec_value(conf->peer_timeout, prev->peer_timeout, 10000);
+    ngx_conf_merge_ptr_value(conf->auto_approve, prev->auto_approve, NULL);
+    ngx_conf_merge_str_value(conf->default_relationship,
+                             prev->default_relationship, "associate");
+
+    ngx_conf_merge_value(conf->devtest, prev->devtest, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_actingweb_loc_conf_t *alcf = conf;
+
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    if (alcf->enable != NGX_CONF_UNSET || alcf->status != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* actors live below the factory, so the location must be a prefix */
+
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        return "cannot be used in a regular expression location";
+    }
+#endif
+
+    if (clcf->exact_match || clcf->named || clcf->noname) {
+        return "can only be used in a prefix location";
+    }
+
+    alcf->enable = 1;
+    alcf->prefix = clcf->name;
+
+    /* "/app/" and "/app" both make "/app" the factory path */
+
+    while (alcf->prefix.len && alcf->prefix.data[alcf->prefix.len - 1] == '/')
+    {
+        alcf->prefix.len--;
+    }
+
+    clcf->handler = ngx_http_actingweb_handler;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_actingweb_module);
+    amcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_actingweb_main_conf_t *amcf = conf;
+
+    ngx_str_t  *value;
+
+    if (amcf->redis_addr.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_actingweb_parse_redis(cf, amcf, &value[1]);
+}
+
+
+static char *
+ngx_http_actingweb_parse_redis(ngx_conf_t *cf,
+    ngx_http_actingweb_main_conf_t *amcf, ngx_str_t *value)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_url_t   u;
+
+    amcf->redis_addr = *value;
+
+    if (value->len > 5 && ngx_strncmp(value->data, "unix:", 5) == 0) {
+        len = value->len - 5;
+        p = ngx_pnalloc(cf->pool, len + 1);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(p, value->data + 5, len);
+        p[len] = '\0';
+
+        if (len == 0 || p[0] != '/') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "actingweb_redis \"%V\": unix socket path "
+                               "must be absolute", value);
+            return NGX_CONF_ERROR;
+        }
+
+        amcf->redis_unix.data = p;
+        amcf->redis_unix.len = len;
+
+        return NGX_CONF_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = *value;
+    u.default_port = 6379;
+
+    /* resolved here, once, so that workers never do blocking DNS */
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "actingweb_redis \"%V\": %s", value,
+                           u.err ? u.err : "invalid address");
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0 || u.addrs[0].sockaddr->sa_family == AF_UNIX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "actingweb_redis \"%V\": no usable address",
+                           value);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
+                        NGX_SOCKADDR_STRLEN, 0);
+    p[len] = '\0';
+
+    /* ngx_sock_ntop() brackets IPv6 addresses; hiredis wants them bare */
+
+    if (len > 2 && p[0] == '[') {
+        p[len - 1] = '\0';
+        p++;
+        len -= 2;
+    }
+
+    amcf->redis_host.data = p;
+    amcf->redis_host.len = len;
+    amcf->redis_port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_base_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_actingweb_loc_conf_t *alcf = conf;
+
+    ngx_str_t  *value, url;
+
+    if (alcf->base_url.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    url = value[1];
+
+    if (!(url.len > 7 && ngx_strncasecmp(url.data, (u_char *) "http://", 7)
+                         == 0)
+        && !(url.len > 8
+             && ngx_strncasecmp(url.data, (u_char *) "https://", 8) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "actingweb_base_url \"%V\" must be an absolute "
+                           "http:// or https:// URL", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strlchr(url.data, url.data + url.len, '?')
+        || ngx_strlchr(url.data, url.data + url.len, '#')
+        || ngx_strlchr(url.data, url.data + url.len, ' '))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "actingweb_base_url \"%V\" must not contain "
+                           "a query, a fragment or spaces", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    while (url.data[url.len - 1] == '/') {
+        url.len--;
+    }
+
+    alcf->base_url = url;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_auto_approve(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_actingweb_loc_conf_t *alcf = conf;
+
+    ngx_str_t   *value, *rel;
+    ngx_uint_t   i;
+
+    if (alcf->auto_approve != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        alcf->auto_approve = NULL;
+        return NGX_CONF_OK;
+    }
+
+    alcf->auto_approve = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                          sizeof(ngx_str_t));
+    if (alcf->auto_approve == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (!ngx_http_actingweb_is_token(&value[i])
+            || ngx_strcmp(value[i].data, "off") == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid relationship \"%V\" in "
+                               "actingweb_auto_approve", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        rel = ngx_array_push(alcf->auto_approve);
+        if (rel == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *rel = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_check_positive_msec(ngx_conf_t *cf, void *post,
+    void *data)
+{
+    ngx_msec_t  *ms = data;
+
+    if (*ms == 0) {
+        return "must be greater than zero";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_check_version(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *v = data;
+
+    u_char      *p, *last;
+    ngx_uint_t   dots, digits;
+
+    /* the spec allows "a.b" or "a.b.c" with numeric parts */
+
+    dots = 0;
+    digits = 0;
+    last = v->data + v->len;
+
+    for (p = v->data; p < last; p++) {
+
+        if (*p >= '0' && *p <= '9') {
+            digits++;
+            continue;
+        }
+
+        if (*p == '.' && digits && dots < 2) {
+            dots++;
+            digits = 0;
+            continue;
+        }
+
+        return "must be a version of the form a.b or a.b.c";
+    }
+
+    if (dots == 0 || digits == 0) {
+        return "must be a version of the form a.b or a.b.c";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_check_token(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *s = data;
+
+    if (!ngx_http_actingweb_is_token(s)) {
+        return "must be 1-64 characters of a-z, A-Z, 0-9, \"_\", \"-\", "
+               "\".\" or \":\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_check_nonempty(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *s = data;
+
+    if (s->len == 0) {
+        return "must not be empty";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_actingweb_check_uri(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *s = data;
+
+    if (s->len == 0 || s->data[0] != '/') {
+        return "must be a URI starting with \"/\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_is_token(ngx_str_t *s)
+{
+    u_char  *p, *last;
+
+    if (s->len == 0 || s->len > 64) {
+        return 0;
+    }
+
+    last = s->data + s->len;
+
+    for (p = s->data; p < last; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+            || (*p >= '0' && *p <= '9')
+            || *p == '_' || *p == '-' || *p == '.' || *p == ':')
+        {
+            continue;
+        }
+
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    /* cache managers also run init_process; Test::Nginx runs SINGLE */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_actingweb_module);
+    if (amcf == NULL || !amcf->used) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_actingweb_redis_init(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_actingweb_curl_init(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_actingweb_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_actingweb_module);
+    if (amcf == NULL) {
+        return;
+    }
+
+    ngx_http_actingweb_curl_exit(amcf);
+    ngx_http_actingweb_redis_exit(amcf);
+}

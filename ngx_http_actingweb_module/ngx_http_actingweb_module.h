@@ -1,0 +1,213 @@
+
+/*
+ * Copyright (C) The ngx_http_actingweb_module authors
+ */
+
+
+#ifndef _NGX_HTTP_ACTINGWEB_MODULE_H_INCLUDED_
+#define _NGX_HTTP_ACTINGWEB_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <cjson/cJSON.h>
+
+
+#define NGX_HTTP_ACTINGWEB_SPEC_VERSION   "1.4"
+#define NGX_HTTP_ACTINGWEB_ID_LEN         32
+#define NGX_HTTP_ACTINGWEB_SECRET_LEN     40
+#define NGX_HTTP_ACTINGWEB_NAME_MAX       255
+#define NGX_HTTP_ACTINGWEB_JSON_DEPTH     64
+#define NGX_HTTP_ACTINGWEB_SEGMENTS_MAX   32
+
+/* option tags served in /meta/actingweb/supported: only what is built */
+#define NGX_HTTP_ACTINGWEB_SUPPORTED      "nestedproperties"
+
+
+typedef struct ngx_http_actingweb_redis_s  ngx_http_actingweb_redis_t;
+typedef struct ngx_http_actingweb_curl_s   ngx_http_actingweb_curl_t;
+typedef struct ngx_http_actingweb_ctx_s    ngx_http_actingweb_ctx_t;
+
+
+typedef struct {
+    ngx_uint_t                      requests;
+    ngx_uint_t                      errors_4xx;
+    ngx_uint_t                      errors_5xx;
+    ngx_uint_t                      redis_commands;
+    ngx_uint_t                      redis_timeouts;
+    ngx_uint_t                      redis_unavailable;
+    ngx_uint_t                      redis_connects;
+    ngx_uint_t                      redis_disconnects;
+    ngx_uint_t                      auth_cache_hits;
+    ngx_uint_t                      auth_kdf_runs;
+} ngx_http_actingweb_stats_t;
+
+
+typedef struct {
+    ngx_str_t                       redis_addr;
+    ngx_str_t                       redis_host;      /* NUL-terminated IP */
+    ngx_str_t                       redis_unix;      /* NUL-terminated */
+    ngx_int_t                       redis_port;
+    ngx_str_t                       redis_password;
+    ngx_int_t                       redis_db;
+    ngx_str_t                       redis_prefix;
+    ngx_msec_t                      redis_timeout;
+
+    ngx_msec_t                      callback_timeout;
+    ngx_uint_t                      callback_concurrency;
+    size_t                          callback_max_payload;
+    ngx_uint_t                      callback_retries;
+
+    ngx_flag_t                      used;            /* any actingweb; */
+
+    /* per worker, set up in init_process */
+    ngx_http_actingweb_redis_t     *redis;
+    ngx_http_actingweb_curl_t      *curl;
+    u_char                         *auth_cache;
+    ngx_http_actingweb_stats_t      stats;
+} ngx_http_actingweb_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                      enable;
+    ngx_flag_t                      status;
+    ngx_str_t                       prefix;          /* factory path */
+
+    ngx_str_t                       base_url;
+    ngx_str_t                       type;
+    ngx_str_t                       desc;
+    ngx_str_t                       version;
+    ngx_str_t                       info;
+
+    ngx_str_t                       peer_location;
+    ngx_msec_t                      peer_timeout;
+    ngx_array_t                    *auto_approve;    /* of ngx_str_t */
+    ngx_str_t                       default_relationship;
+
+    ngx_flag_t                      devtest;
+} ngx_http_actingweb_loc_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_ACTINGWEB_EP_FACTORY = 0,
+    NGX_HTTP_ACTINGWEB_EP_ROOT,
+    NGX_HTTP_ACTINGWEB_EP_META,
+    NGX_HTTP_ACTINGWEB_EP_PROPERTIES,
+    NGX_HTTP_ACTINGWEB_EP_DEVTEST,
+    NGX_HTTP_ACTINGWEB_EP_OTHER
+} ngx_http_actingweb_endpoint_e;
+
+
+/* who the request authenticated as */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_AUTH_NONE = 0,
+    NGX_HTTP_ACTINGWEB_AUTH_BASIC,
+    NGX_HTTP_ACTINGWEB_AUTH_BEARER,
+    NGX_HTTP_ACTINGWEB_AUTH_INVALID          /* unparsable header */
+} ngx_http_actingweb_auth_e;
+
+
+/* the actor record as read from Redis */
+typedef struct {
+    ngx_str_t                       creator;
+    ngx_str_t                       pwhash;
+    ngx_str_t                       trustee_root;
+} ngx_http_actingweb_actor_t;
+
+
+typedef ngx_int_t (*ngx_http_actingweb_step_pt)(ngx_http_request_t *r);
+
+
+struct ngx_http_actingweb_ctx_s {
+    ngx_uint_t                      method;          /* after _method */
+    ngx_http_actingweb_endpoint_e   endpoint;
+    ngx_str_t                       actor_id;
+    ngx_str_t                      *segs;            /* below endpoint */
+    ngx_uint_t                      nsegs;
+
+    ngx_str_t                       body;
+    unsigned                        body_read:1;
+    unsigned                        need_auth:1;
+
+    ngx_http_actingweb_auth_e       auth;
+    ngx_str_t                       user;
+    ngx_str_t                       pass;
+
+    ngx_http_actingweb_actor_t      actor;
+
+    ngx_http_actingweb_step_pt      next;            /* after actor load */
+    ngx_uint_t                      retries;
+    void                           *data;            /* handler state */
+
+    unsigned                        responded:1;     /* sent our own */
+    unsigned                        error_body:1;    /* replace nginx's */
+    unsigned                        error_sent:1;
+    ngx_str_t                       error_json;
+};
+
+
+extern ngx_module_t  ngx_http_actingweb_module;
+
+
+/* handler.c */
+ngx_int_t ngx_http_actingweb_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_actor_url(ngx_http_request_t *r,
+    ngx_str_t *id, ngx_str_t *url);
+
+/* json.c */
+ngx_int_t ngx_http_actingweb_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len);
+ngx_int_t ngx_http_actingweb_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, cJSON *json);
+ngx_int_t ngx_http_actingweb_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message);
+ngx_int_t ngx_http_actingweb_send_no_content(ngx_http_request_t *r);
+cJSON *ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data,
+    size_t len, const char **err);
+ngx_int_t ngx_http_actingweb_json_print(ngx_http_request_t *r, cJSON *json,
+    ngx_str_t *out);
+ngx_int_t ngx_http_actingweb_json_guard(ngx_http_request_t *r, cJSON *json);
+ngx_int_t ngx_http_actingweb_json_add_str(ngx_http_request_t *r, cJSON *obj,
+    const char *name, ngx_str_t *value);
+ngx_int_t ngx_http_actingweb_set_location(ngx_http_request_t *r,
+    ngx_str_t *url);
+ngx_int_t ngx_http_actingweb_filter_init(ngx_conf_t *cf);
+
+/* util.c */
+ngx_int_t ngx_http_actingweb_random_hex(u_char *dst, size_t len);
+ngx_int_t ngx_http_actingweb_utf8_valid(u_char *p, size_t len);
+ngx_int_t ngx_http_actingweb_unescape(ngx_pool_t *pool, u_char *src,
+    size_t len, ngx_str_t *dst, ngx_uint_t form);
+ngx_int_t ngx_http_actingweb_valid_name(ngx_str_t *name);
+ngx_int_t ngx_http_actingweb_valid_id(ngx_str_t *id);
+ngx_int_t ngx_http_actingweb_is_form(ngx_http_request_t *r, ngx_str_t *body);
+ngx_int_t ngx_http_actingweb_form_parse(ngx_http_request_t *r,
+    ngx_str_t *body, cJSON **out, const char **err);
+
+/* auth.c */
+void ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx);
+ngx_int_t ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx);
+ngx_int_t ngx_http_actingweb_auth_hash(ngx_http_request_t *r,
+    ngx_str_t *passphrase, ngx_str_t *out);
+ngx_int_t ngx_http_actingweb_auth_reply(ngx_http_request_t *r,
+    ngx_int_t rc);
+
+/* actor.c */
+ngx_int_t ngx_http_actingweb_factory(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_actor(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_meta(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_devtest(ngx_http_request_t *r);
+
+/* properties.c */
+ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);
+
+/* status.c */
+char *ngx_http_actingweb_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+#endif /* _NGX_HTTP_ACTINGWEB_MODULE_H_INCLUDED_ */

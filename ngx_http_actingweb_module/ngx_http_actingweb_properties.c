@@ -1,0 +1,1057 @@
+
+/*
+ * Copyright (C) The ngx_http_actingweb_module authors
+ *
+ * /properties: GET (all, one, nested), PUT (one, nested deep-merge),
+ * POST (collections, all-or-nothing), DELETE (all, one, nested).
+ *
+ * Values are stored with a one-byte tag so that what was written comes
+ * back the same way: "t" + raw text, or "j" + JSON.  Writes run as Lua
+ * scripts that also append the change event (see scripts.c).  Nested
+ * writes read the value, change it in C, and store it with a check-and-set
+ * script; a concurrent change makes them start over, so no write is lost.
+ */
+
+
+#include "ngx_http_actingweb_redis.h"
+
+
+#define NGX_HTTP_ACTINGWEB_CAS_RETRIES   16
+
+
+static ngx_int_t ngx_http_actingweb_prop_read(ngx_http_request_t *r);
+static void ngx_http_actingweb_prop_got(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static ngx_int_t ngx_http_actingweb_prop_get_all(ngx_http_request_t *r,
+    redisReply *all);
+static ngx_int_t ngx_http_actingweb_prop_get(ngx_http_request_t *r,
+    ngx_str_t *stored);
+static ngx_int_t ngx_http_actingweb_prop_put(ngx_http_request_t *r);
+static ngx_int_t ngx_http_actingweb_prop_nested(ngx_http_request_t *r,
+    ngx_str_t *stored, ngx_uint_t had);
+static ngx_int_t ngx_http_actingweb_prop_delete(ngx_http_request_t *r);
+static ngx_int_t ngx_http_actingweb_prop_post(ngx_http_request_t *r);
+static void ngx_http_actingweb_prop_written(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static ngx_int_t ngx_http_actingweb_prop_body(ngx_http_request_t *r,
+    cJSON **value, ngx_str_t *stored, const char **err);
+static ngx_int_t ngx_http_actingweb_prop_store(ngx_http_request_t *r,
+    cJSON *value, ngx_uint_t text, ngx_str_t *stored);
+static cJSON *ngx_http_actingweb_prop_decode(ngx_http_request_t *r,
+    u_char *data, size_t len);
+static cJSON *ngx_http_actingweb_prop_walk(cJSON *node, ngx_str_t *segs,
+    ngx_uint_t n);
+static void ngx_http_actingweb_prop_merge(cJSON *into, cJSON *from);
+static ngx_int_t ngx_http_actingweb_prop_path(ngx_http_request_t *r,
+    ngx_uint_t n, ngx_str_t *out);
+static ngx_int_t ngx_http_actingweb_prop_keys(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a);
+static ngx_int_t ngx_http_actingweb_prop_send_value(ngx_http_request_t *r,
+    cJSON *value);
+static int ngx_http_actingweb_prop_cmp(const void *a, const void *b);
+
+
+static ngx_str_t  ngx_http_actingweb_json_type = ngx_string("application/json");
+static ngx_str_t  ngx_http_actingweb_text_type =
+    ngx_string("text/plain; charset=utf-8");
+
+
+ngx_int_t
+ngx_http_actingweb_properties(ngx_http_request_t *r)
+{
+    ngx_table_elt_t           *h;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    ngx_http_actingweb_auth_parse(r, ctx);
+
+    switch (ctx->method) {
+
+    case NGX_HTTP_GET:
+        return ngx_http_actingweb_prop_read(r);
+
+    case NGX_HTTP_PUT:
+        if (ctx->nsegs == 0) {
+            break;
+        }
+
+        if (ctx->nsegs == 1) {
+            return ngx_http_actingweb_actor_load(r, 1,
+                                             ngx_http_actingweb_prop_put);
+        }
+
+        return ngx_http_actingweb_prop_read(r);
+
+    case NGX_HTTP_DELETE:
+        if (ctx->nsegs <= 1) {
+            return ngx_http_actingweb_actor_load(r, 1,
+                                             ngx_http_actingweb_prop_delete);
+        }
+
+        return ngx_http_actingweb_prop_read(r);
+
+    default: /* POST */
+        if (ctx->nsegs == 0) {
+            return ngx_http_actingweb_actor_load(r, 1,
+                                             ngx_http_actingweb_prop_post);
+        }
+
+        break;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+
+    if (ctx->nsegs == 0) {
+        ngx_str_set(&h->value, "GET, HEAD, POST, DELETE");
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                             "PUT needs a property name");
+    }
+
+    ngx_str_set(&h->value, "GET, HEAD, PUT, DELETE");
+
+    return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                         "POST is only accepted on "
+                                         "/properties");
+}
+
+
+/* one round trip: actor record and the value(s) */
+
+static ngx_int_t
+ngx_http_actingweb_prop_read(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    a = ngx_http_actingweb_redis_args(r, 3);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
+           != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "props")
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a,
+                                        ctx->nsegs ? ctx->segs[0].data : NULL,
+                                        ctx->nsegs ? ctx->segs[0].len : 0)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_script(r,
+                                         NGX_HTTP_ACTINGWEB_SCRIPT_PROP_READ,
+                                         a, ngx_http_actingweb_prop_got);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+static void
+ngx_http_actingweb_prop_got(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  stored;
+    redisReply                *value;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
+        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
+        goto done;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                           "actor not found");
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_actingweb_actor_from_reply(r, reply->element);
+
+    if (rc != NGX_OK) {
+        rc = rc == NGX_DECLINED
+             ? ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "actor not found")
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    rc = ngx_http_actingweb_auth_creator(r, ctx);
+    if (rc != NGX_OK) {
+        rc = ngx_http_actingweb_auth_reply(r, rc);
+        goto done;
+    }
+
+    value = reply->element[3];
+
+    if (ctx->nsegs == 0) {
+        rc = ngx_http_actingweb_prop_get_all(r, value);
+        goto done;
+    }
+
+    if (ngx_http_actingweb_reply_str(r, value, &stored) == NGX_ERROR) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    if (ctx->method == NGX_HTTP_GET) {
+        rc = stored.len ? ngx_http_actingweb_prop_get(r, &stored)
+                        : ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                    "property not found");
+        goto done;
+    }
+
+    rc = ngx_http_actingweb_prop_nested(r, &stored, stored.len != 0);
+
+    if (rc == NGX_DONE) {
+        return;
+    }
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_prop_get_all(ngx_http_request_t *r, redisReply *all)
+{
+    char        *name;
+    cJSON       *out, *v;
+    size_t       i;
+    redisReply  *k, *s;
+
+    out = cJSON_CreateObject();
+    if (out == NULL || ngx_http_actingweb_json_guard(r, out) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (all->type != REDIS_REPLY_ARRAY) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i + 1 < all->elements; i += 2) {
+        k = all->element[i];
+        s = all->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING
+            || s->len == 0)
+        {
+            continue;
+        }
+
+        v = ngx_http_actingweb_prop_decode(r, (u_char *) s->str, s->len);
+        if (v == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        name = ngx_pnalloc(r->pool, k->len + 1);
+        if (name == NULL) {
+            cJSON_Delete(v);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(name, k->str, k->len);
+        name[k->len] = '\0';
+
+        cJSON_AddItemToObject(out, name, v);
+    }
+
+    return ngx_http_actingweb_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_prop_get(ngx_http_request_t *r, ngx_str_t *stored)
+{
+    cJSON                     *root, *node;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx->nsegs == 1) {
+        /* the stored bytes as they are: no parsing on the hot path */
+        return ngx_http_actingweb_send(r, NGX_HTTP_OK,
+                                       stored->data[0] == 't'
+                                       ? &ngx_http_actingweb_text_type
+                                       : &ngx_http_actingweb_json_type,
+                                       stored->data + 1, stored->len - 1);
+    }
+
+    if (stored->data[0] != 'j') {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "property not found");
+    }
+
+    root = ngx_http_actingweb_prop_decode(r, stored->data, stored->len);
+    if (root == NULL || ngx_http_actingweb_json_guard(r, root) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    node = ngx_http_actingweb_prop_walk(root, ctx->segs + 1, ctx->nsegs - 1);
+    if (node == NULL) {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "property not found");
+    }
+
+    return ngx_http_actingweb_prop_send_value(r, node);
+}
+
+
+/* strings go out as text, everything else as JSON */
+
+static ngx_int_t
+ngx_http_actingweb_prop_send_value(ngx_http_request_t *r, cJSON *value)
+{
+    ngx_str_t  out;
+
+    if (cJSON_IsString(value)) {
+        return ngx_http_actingweb_send(r, NGX_HTTP_OK,
+                                       &ngx_http_actingweb_text_type,
+                                       (u_char *) value->valuestring,
+                                       ngx_strlen(value->valuestring));
+    }
+
+    if (ngx_http_actingweb_json_print(r, value, &out) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_actingweb_send(r, NGX_HTTP_OK,
+                                   &ngx_http_actingweb_json_type,
+                                   out.data, out.len);
+}
+
+
+/* PUT /properties/<name>: replaces the value */
+
+static ngx_int_t
+ngx_http_actingweb_prop_put(ngx_http_request_t *r)
+{
+    cJSON                            *value;
+    ngx_int_t                         rc;
+    ngx_str_t                         stored, path, event;
+    const char                       *err;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    rc = ngx_http_actingweb_prop_body(r, &value, &stored, &err);
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                               : ngx_http_actingweb_send_error(r, rc, err);
+    }
+
+    a = ngx_http_actingweb_redis_args(r, 7);
+
+    if (a == NULL
+        || ngx_http_actingweb_prop_path(r, 1, &path) != NGX_OK
+        || ngx_http_actingweb_json_print(r, value, &event) != NGX_OK
+        || ngx_http_actingweb_prop_keys(r, a) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
+                                        ctx->segs[0].len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, stored.data, stored.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, path.data, path.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, event.data, event.len) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_script(r,
+                                         NGX_HTTP_ACTINGWEB_SCRIPT_PROP_SET,
+                                         a, ngx_http_actingweb_prop_written);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+/*
+ * Nested PUT or DELETE on /properties/<name>/<a>/<b>: change the JSON in
+ * C and write it back only if nobody changed it in between.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
+    ngx_uint_t had)
+{
+    cJSON                            *root, *node, *child, *value, *diff;
+    ngx_int_t                         rc;
+    ngx_str_t                         next, path, event, *seg;
+    ngx_uint_t                        i, n;
+    const char                       *err, *op;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    seg = ctx->segs;
+    n = ctx->nsegs;
+    value = NULL;
+
+    if (ctx->method == NGX_HTTP_PUT) {
+        rc = ngx_http_actingweb_prop_body(r, &value, &next, &err);
+        if (rc != NGX_OK) {
+            return rc == NGX_ERROR ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                   : ngx_http_actingweb_send_error(r, rc,
+                                                                   err);
+        }
+    }
+
+    if (had && stored->data[0] != 'j') {
+        return ngx_http_actingweb_send_error(r,
+                                   ctx->method == NGX_HTTP_PUT
+                                   ? NGX_HTTP_CONFLICT : NGX_HTTP_NOT_FOUND,
+                                   "property holds text, not a JSON object");
+    }
+
+    if (had) {
+        root = ngx_http_actingweb_prop_decode(r, stored->data, stored->len);
+
+    } else if (ctx->method == NGX_HTTP_PUT) {
+        root = cJSON_CreateObject();
+
+    } else {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "property not found");
+    }
+
+    if (root == NULL || ngx_http_actingweb_json_guard(r, root) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!cJSON_IsObject(root)) {
+        return ngx_http_actingweb_send_error(r,
+                                   ctx->method == NGX_HTTP_PUT
+                                   ? NGX_HTTP_CONFLICT : NGX_HTTP_NOT_FOUND,
+                                   "property is not a JSON object");
+    }
+
+    /* walk to the parent of the last name, creating objects for PUT */
+
+    node = root;
+
+    for (i = 1; i + 1 < n; i++) {
+        child = cJSON_GetObjectItemCaseSensitive(node, (char *) seg[i].data);
+
+        if (child == NULL && ctx->method == NGX_HTTP_PUT) {
+            child = cJSON_AddObjectToObject(node, (char *) seg[i].data);
+            if (child == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+
+        if (child == NULL || !cJSON_IsObject(child)) {
+            return ngx_http_actingweb_send_error(r,
+                                   ctx->method == NGX_HTTP_PUT
+                                   ? NGX_HTTP_CONFLICT : NGX_HTTP_NOT_FOUND,
+                                   child ? "path crosses a value that is "
+                                           "not a JSON object"
+                                         : "property not found");
+        }
+
+        node = child;
+    }
+
+    child = cJSON_GetObjectItemCaseSensitive(node, (char *) seg[n - 1].data);
+
+    if (ctx->method == NGX_HTTP_DELETE) {
+        if (child == NULL) {
+            return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                 "property not found");
+        }
+
+        cJSON_DeleteItemFromObjectCaseSensitive(node,
+                                                (char *) seg[n - 1].data);
+        diff = cJSON_CreateString("");
+        op = "delete";
+
+    } else {
+        /* the write is the diff, before it is merged into the tree */
+        diff = cJSON_Duplicate(value, 1);
+        op = "set";
+
+        if (child && cJSON_IsObject(child) && cJSON_IsObject(value)) {
+            ngx_http_actingweb_prop_merge(child, value);
+
+        } else if (child) {
+            cJSON_ReplaceItemViaPointer(node, child,
+                                        cJSON_Duplicate(value, 1));
+
+        } else {
+            cJSON_AddItemToObject(node, (char *) seg[n - 1].data,
+                                  cJSON_Duplicate(value, 1));
+        }
+    }
+
+    if (diff == NULL || ngx_http_actingweb_json_guard(r, diff) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    a = ngx_http_actingweb_redis_args(r, 10);
+
+    if (a == NULL
+        || ngx_http_actingweb_prop_store(r, root, 0, &next) != NGX_OK
+        || ngx_http_actingweb_prop_path(r, n, &path) != NGX_OK
+        || ngx_http_actingweb_json_print(r, diff, &event) != NGX_OK
+        || ngx_http_actingweb_prop_keys(r, a) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, seg[0].data, seg[0].len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, (u_char *) (had ? "1" : "0"), 1)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, stored->data, stored->len)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, next.data, next.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, path.data, path.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, (u_char *) op, ngx_strlen(op))
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, event.data, event.len) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_script(r,
+                                         NGX_HTTP_ACTINGWEB_SCRIPT_PROP_CAS,
+                                         a, ngx_http_actingweb_prop_written);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+/* objects merge recursively; anything else in from replaces */
+
+static void
+ngx_http_actingweb_prop_merge(cJSON *into, cJSON *from)
+{
+    cJSON  *item, *cur;
+
+    for (item = from->child; item; item = item->next) {
+        cur = cJSON_GetObjectItemCaseSensitive(into, item->string);
+
+        if (cur && cJSON_IsObject(cur) && cJSON_IsObject(item)) {
+            ngx_http_actingweb_prop_merge(cur, item);
+
+        } else if (cur) {
+            cJSON_ReplaceItemViaPointer(into, cur, cJSON_Duplicate(item, 1));
+
+        } else {
+            cJSON_AddItemToObject(into, item->string,
+                                  cJSON_Duplicate(item, 1));
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_prop_delete(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         path;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    a = ngx_http_actingweb_redis_args(r, 5);
+
+    if (a == NULL || ngx_http_actingweb_prop_keys(r, a) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->nsegs == 0) {
+        rc = ngx_http_actingweb_redis_script(r,
+                                      NGX_HTTP_ACTINGWEB_SCRIPT_PROP_DEL_ALL,
+                                      a, ngx_http_actingweb_prop_written);
+
+        return ngx_http_actingweb_redis_started(r, rc);
+    }
+
+    if (ngx_http_actingweb_prop_path(r, 1, &path) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
+                                        ctx->segs[0].len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, path.data, path.len) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_script(r,
+                                         NGX_HTTP_ACTINGWEB_SCRIPT_PROP_DEL,
+                                         a, ngx_http_actingweb_prop_written);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+/*
+ * POST /properties: a JSON object or a form; every name is checked before
+ * anything is written, then all are written by one script.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_prop_post(ngx_http_request_t *r)
+{
+    cJSON                            *in, *item;
+    ngx_int_t                         rc;
+    ngx_str_t                         stored, event, name, *names;
+    ngx_uint_t                        n, i;
+    const char                       *err;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    err = NULL;
+    in = NULL;
+
+    if (ctx->body.len == 0) {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "empty body: send a JSON "
+                                             "object of properties");
+    }
+
+    if (ngx_http_actingweb_is_form(r, &ctx->body)) {
+        rc = ngx_http_actingweb_form_parse(r, &ctx->body, &in, &err);
+        if (rc != NGX_OK) {
+            return rc == NGX_ERROR
+                   ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                   : ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                   err);
+        }
+
+    } else {
+        in = ngx_http_actingweb_json_parse(r, ctx->body.data, ctx->body.len,
+                                           &err);
+        if (in == NULL) {
+            return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 err);
+        }
+
+        if (!cJSON_IsObject(in)) {
+            return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "body must be a JSON "
+                                                 "object of properties");
+        }
+    }
+
+    n = cJSON_GetArraySize(in);
+
+    if (n == 0) {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "no properties given");
+    }
+
+    names = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+    if (names == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    i = 0;
+
+    for (item = in->child; item; item = item->next) {
+        name.data = (u_char *) item->string;
+        name.len = ngx_strlen(item->string);
+
+        if (!ngx_http_actingweb_valid_name(&name)) {
+            return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "invalid property name: names are "
+                                       "1-255 bytes of UTF-8 without \"/\" "
+                                       "or control characters");
+        }
+
+        names[i++] = name;
+    }
+
+    ngx_qsort(names, n, sizeof(ngx_str_t), ngx_http_actingweb_prop_cmp);
+
+    for (i = 1; i < n; i++) {
+        if (names[i].len == names[i - 1].len
+            && ngx_memcmp(names[i].data, names[i - 1].data, names[i].len)
+               == 0)
+        {
+            return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "duplicate property name");
+        }
+    }
+
+    a = ngx_http_actingweb_redis_args(r, 4 + 2 * n);
+
+    if (a == NULL
+        || ngx_http_actingweb_prop_keys(r, a) != NGX_OK
+        || ngx_http_actingweb_json_print(r, in, &event) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, event.data, event.len) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* strings are stored as text, as a PUT of plain text would be */
+
+    for (item = in->child; item; item = item->next) {
+        if (ngx_http_actingweb_prop_store(r, item, cJSON_IsString(item),
+                                          &stored)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_http_actingweb_redis_arg(a, (u_char *) item->string,
+                                         ngx_strlen(item->string)) != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, stored.data, stored.len)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ctx->data = in;
+
+    rc = ngx_http_actingweb_redis_script(r,
+                                         NGX_HTTP_ACTINGWEB_SCRIPT_PROP_POST,
+                                         a, ngx_http_actingweb_prop_written);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+static int
+ngx_http_actingweb_prop_cmp(const void *a, const void *b)
+{
+    const ngx_str_t  *x = a, *y = b;
+
+    int  rc;
+
+    rc = ngx_memcmp(x->data, y->data, ngx_min(x->len, y->len));
+
+    return rc ? rc : (x->len > y->len) - (x->len < y->len);
+}
+
+
+static void
+ngx_http_actingweb_prop_written(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    ngx_int_t                  rc;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
+        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    if (reply->integer == 0) {
+        /* deleted after we authenticated */
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                           "actor not found");
+        goto done;
+    }
+
+    if (reply->integer == -1) {
+        if (++ctx->retries < NGX_HTTP_ACTINGWEB_CAS_RETRIES) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "actingweb property changed meanwhile, "
+                           "retry %ui", ctx->retries);
+
+            rc = ngx_http_actingweb_prop_read(r);
+            if (rc == NGX_DONE) {
+                return;
+            }
+
+            goto done;
+        }
+
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_CONFLICT,
+                                           "property is being changed "
+                                           "concurrently, try again");
+        goto done;
+    }
+
+    if (ctx->method == NGX_HTTP_POST) {
+        rc = ngx_http_actingweb_send_json(r, NGX_HTTP_CREATED, ctx->data);
+
+    } else {
+        rc = ngx_http_actingweb_send_no_content(r);
+    }
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The body of a PUT as a value: JSON when declared so (it must parse),
+ * text for text types, otherwise JSON if it parses and text if not.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
+    ngx_str_t *stored, const char **err)
+{
+    cJSON                     *json;
+    ngx_str_t                  ct;
+    ngx_uint_t                 is_json, is_text;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx->body.len == 0) {
+        *err = "empty body: send the value";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (!ngx_http_actingweb_utf8_valid(ctx->body.data, ctx->body.len)) {
+        *err = "body is not valid UTF-8";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    is_json = 0;
+    is_text = 0;
+
+    if (r->headers_in.content_type) {
+        ct = r->headers_in.content_type->value;
+
+        if (ct.len >= 16
+            && ngx_strncasecmp(ct.data, (u_char *) "application/json", 16)
+               == 0)
+        {
+            is_json = 1;
+
+        } else if (ngx_strlcasestrn(ct.data, ct.data + ct.len,
+                                    (u_char *) "+json", 5 - 1))
+        {
+            is_json = 1;
+
+        } else if (ct.len >= 5
+                   && ngx_strncasecmp(ct.data, (u_char *) "text/", 5) == 0)
+        {
+            is_text = 1;
+        }
+    }
+
+    json = NULL;
+
+    if (!is_text) {
+        json = ngx_http_actingweb_json_parse(r, ctx->body.data,
+                                             ctx->body.len, err);
+        if (json == NULL && is_json) {
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    if (json == NULL) {
+        if (ngx_strlchr(ctx->body.data, ctx->body.data + ctx->body.len, '\0'))
+        {
+            *err = "text values cannot contain NUL characters";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        stored->data = ngx_pnalloc(r->pool, ctx->body.len + 2);
+        if (stored->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        stored->data[0] = 't';
+        ngx_memcpy(stored->data + 1, ctx->body.data, ctx->body.len);
+        stored->len = ctx->body.len + 1;
+        stored->data[stored->len] = '\0';
+
+        *value = cJSON_CreateString((char *) stored->data + 1);
+        if (*value == NULL || ngx_http_actingweb_json_guard(r, *value)
+                              != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    *value = json;
+
+    return ngx_http_actingweb_prop_store(r, json, 0, stored);
+}
+
+
+/* "t" + text for strings stored as text, "j" + JSON otherwise */
+
+static ngx_int_t
+ngx_http_actingweb_prop_store(ngx_http_request_t *r, cJSON *value,
+    ngx_uint_t text, ngx_str_t *stored)
+{
+    size_t     len;
+    ngx_str_t  json;
+
+    if (text) {
+        len = ngx_strlen(value->valuestring);
+
+        stored->data = ngx_pnalloc(r->pool, len + 1);
+        if (stored->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        stored->data[0] = 't';
+        ngx_memcpy(stored->data + 1, value->valuestring, len);
+        stored->len = len + 1;
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_actingweb_json_print(r, value, &json) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    stored->data = ngx_pnalloc(r->pool, json.len + 1);
+    if (stored->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    stored->data[0] = 'j';
+    ngx_memcpy(stored->data + 1, json.data, json.len);
+    stored->len = json.len + 1;
+
+    return NGX_OK;
+}
+
+
+/* a stored value as a cJSON tree (caller owns it) */
+
+static cJSON *
+ngx_http_actingweb_prop_decode(ngx_http_request_t *r, u_char *data,
+    size_t len)
+{
+    u_char  *s;
+    cJSON   *v;
+
+    if (len && data[0] == 'j') {
+        v = cJSON_ParseWithLength((const char *) data + 1, len - 1);
+        if (v) {
+            return v;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "actingweb: stored property is not valid JSON");
+    }
+
+    s = ngx_pnalloc(r->pool, len);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    if (len) {
+        ngx_memcpy(s, data + 1, len - 1);
+        s[len - 1] = '\0';
+
+    } else {
+        s[0] = '\0';
+    }
+
+    return cJSON_CreateString((char *) s);
+}
+
+
+/* objects by member name, arrays by decimal index */
+
+static cJSON *
+ngx_http_actingweb_prop_walk(cJSON *node, ngx_str_t *segs, ngx_uint_t n)
+{
+    ngx_int_t   idx;
+    ngx_uint_t  i;
+
+    for (i = 0; i < n && node; i++) {
+
+        if (cJSON_IsObject(node)) {
+            node = cJSON_GetObjectItemCaseSensitive(node,
+                                                    (char *) segs[i].data);
+            continue;
+        }
+
+        if (cJSON_IsArray(node)) {
+            idx = ngx_atoi(segs[i].data, segs[i].len);
+            node = idx == NGX_ERROR ? NULL : cJSON_GetArrayItem(node, idx);
+            continue;
+        }
+
+        return NULL;
+    }
+
+    return node;
+}
+
+
+/* the first n path segments as a JSON array, for the change event */
+
+static ngx_int_t
+ngx_http_actingweb_prop_path(ngx_http_request_t *r, ngx_uint_t n,
+    ngx_str_t *out)
+{
+    cJSON                     *arr, *s;
+    ngx_int_t                  rc;
+    ngx_uint_t                 i;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    arr = cJSON_CreateArray();
+    if (arr == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        s = cJSON_CreateString((char *) ctx->segs[i].data);
+        if (s == NULL) {
+            cJSON_Delete(arr);
+            return NGX_ERROR;
+        }
+
+        cJSON_AddItemToArray(arr, s);
+    }
+
+    rc = ngx_http_actingweb_json_print(r, arr, out);
+
+    cJSON_Delete(arr);
+
+    return rc;
+}
+
+
+/* KEYS of every property write script: actor, props, changes */
+
+static ngx_int_t
+ngx_http_actingweb_prop_keys(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
+        != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "props")
+           != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "changes")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,110 @@
+
+/*
+ * Copyright (C) The ngx_http_actingweb_module authors
+ */
+
+
+#ifndef _NGX_HTTP_ACTINGWEB_REDIS_H_INCLUDED_
+#define _NGX_HTTP_ACTINGWEB_REDIS_H_INCLUDED_
+
+
+#include "ngx_http_actingweb_module.h"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+typedef enum {
+    NGX_HTTP_ACTINGWEB_REDIS_OK = 0,
+    NGX_HTTP_ACTINGWEB_REDIS_DOWN,        /* not connected, or lost */
+    NGX_HTTP_ACTINGWEB_REDIS_TIMEOUT,     /* no reply in redis_timeout */
+    NGX_HTTP_ACTINGWEB_REDIS_ERROR        /* Redis answered an error */
+} ngx_http_actingweb_redis_status_e;
+
+
+/*
+ * Called once per command with the reply (valid only during the call)
+ * or with reply == NULL and a status other than OK.  The request is
+ * alive when this runs; ops whose request went away are dropped.
+ */
+typedef void (*ngx_http_actingweb_redis_handler_pt)(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+
+
+/* Lua scripts, see ngx_http_actingweb_scripts.c */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_SCRIPT_CREATE = 0,
+    NGX_HTTP_ACTINGWEB_SCRIPT_ACTOR_DELETE,
+    NGX_HTTP_ACTINGWEB_SCRIPT_PROP_READ,
+    NGX_HTTP_ACTINGWEB_SCRIPT_PROP_SET,
+    NGX_HTTP_ACTINGWEB_SCRIPT_PROP_CAS,
+    NGX_HTTP_ACTINGWEB_SCRIPT_PROP_DEL,
+    NGX_HTTP_ACTINGWEB_SCRIPT_PROP_DEL_ALL,
+    NGX_HTTP_ACTINGWEB_SCRIPT_PROP_POST,
+    NGX_HTTP_ACTINGWEB_SCRIPT_N
+} ngx_http_actingweb_script_e;
+
+
+typedef struct {
+    const char                     *name;
+    const char                     *source;
+    u_char                          sha1[41];
+} ngx_http_actingweb_script_t;
+
+
+/* argument vector built in the request pool */
+typedef struct {
+    ngx_array_t                     argv;       /* of const char * */
+    ngx_array_t                     argvlen;    /* of size_t */
+    ngx_uint_t                      nkeys;
+} ngx_http_actingweb_redis_args_t;
+
+
+extern ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[];
+
+
+ngx_int_t ngx_http_actingweb_redis_init(ngx_cycle_t *cycle,
+    ngx_http_actingweb_main_conf_t *amcf);
+void ngx_http_actingweb_redis_exit(ngx_http_actingweb_main_conf_t *amcf);
+
+ngx_http_actingweb_redis_args_t *ngx_http_actingweb_redis_args(
+    ngx_http_request_t *r, ngx_uint_t n);
+ngx_int_t ngx_http_actingweb_redis_arg(ngx_http_actingweb_redis_args_t *a,
+    u_char *data, size_t len);
+ngx_int_t ngx_http_actingweb_redis_key(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a, ngx_str_t *id, const char *suffix);
+ngx_int_t ngx_http_actingweb_redis_argf(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a, const char *fmt, ...);
+
+ngx_int_t ngx_http_actingweb_redis_command(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a,
+    ngx_http_actingweb_redis_handler_pt handler);
+ngx_int_t ngx_http_actingweb_redis_script(ngx_http_request_t *r,
+    ngx_http_actingweb_script_e script, ngx_http_actingweb_redis_args_t *a,
+    ngx_http_actingweb_redis_handler_pt handler);
+
+ngx_int_t ngx_http_actingweb_redis_reply_error(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+ngx_int_t ngx_http_actingweb_redis_connected(
+    ngx_http_actingweb_main_conf_t *amcf);
+
+ngx_int_t ngx_http_actingweb_redis_started(ngx_http_request_t *r,
+    ngx_int_t rc);
+ngx_int_t ngx_http_actingweb_reply_str(ngx_http_request_t *r,
+    redisReply *reply, ngx_str_t *out);
+
+ngx_int_t ngx_http_actingweb_scripts_init(ngx_log_t *log);
+
+/* actor.c: shared steps of every actor endpoint */
+ngx_int_t ngx_http_actingweb_actor_load(ngx_http_request_t *r,
+    ngx_uint_t auth, ngx_http_actingweb_step_pt next);
+ngx_int_t ngx_http_actingweb_actor_from_reply(ngx_http_request_t *r,
+    redisReply **el);
+
+/* curl.c: the worker-level HTTP client lives beside Redis */
+ngx_int_t ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,
+    ngx_http_actingweb_main_conf_t *amcf);
+void ngx_http_actingweb_curl_exit(ngx_http_actingweb_main_conf_t *amcf);
+
+
+#endif /* _NGX_HTTP_ACTINGWEB_REDIS_H_INCLUDED_ */
