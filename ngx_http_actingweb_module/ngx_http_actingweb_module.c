@@ -10,6 +10,9 @@
 #include "ngx_http_actingweb_redis.h"
 
 
+static ngx_int_t ngx_http_actingweb_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_actingweb_peer_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_actingweb_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_actingweb_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -214,8 +217,29 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
 };
 
 
+/*
+ * Set on the subrequest of a peer call (per-subrequest ctx, because
+ * subrequests share the parent's variable values); empty elsewhere.
+ */
+
+static ngx_http_variable_t  ngx_http_actingweb_variables[] = {
+
+    { ngx_string("actingweb_peer_url"), NULL,
+      ngx_http_actingweb_peer_variable,
+      offsetof(ngx_http_actingweb_ctx_t, peer_url),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("actingweb_peer_authorization"), NULL,
+      ngx_http_actingweb_peer_variable,
+      offsetof(ngx_http_actingweb_ctx_t, peer_authorization),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
 static ngx_http_module_t  ngx_http_actingweb_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_actingweb_add_variables,      /* preconfiguration */
     ngx_http_actingweb_postconfiguration,  /* postconfiguration */
 
     ngx_http_actingweb_create_main_conf,   /* create main configuration */
@@ -243,6 +267,56 @@ ngx_module_t  ngx_http_actingweb_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_actingweb_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_actingweb_variables; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_peer_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                 *s;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((u_char *) ctx + data);
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
 
 
 static ngx_int_t

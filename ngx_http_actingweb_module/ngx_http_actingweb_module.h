@@ -141,6 +141,9 @@ struct ngx_http_actingweb_ctx_s {
     ngx_uint_t                      retries;
     void                           *data;            /* handler state */
 
+    ngx_str_t                       peer_url;        /* of a peer call */
+    ngx_str_t                       peer_authorization;
+
     unsigned                        responded:1;     /* sent our own */
     unsigned                        error_body:1;    /* replace nginx's */
     unsigned                        error_sent:1;
