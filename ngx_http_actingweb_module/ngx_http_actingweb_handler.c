@@ -100,9 +100,10 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
 
         if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
             return ngx_http_actingweb_send_error(r, rc,
-                                                 rc == NGX_HTTP_BAD_REQUEST
-                                                 ? "malformed request body"
-                                                 : "request body failed");
+                       rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+                       ? "request body too large"
+                       : rc == NGX_HTTP_BAD_REQUEST ? "malformed request body"
+                                                    : "request body failed");
         }
 
         return NGX_DONE;

@@ -490,8 +490,10 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
             ngx_http_actingweb_prop_merge(child, value);
 
         } else if (child) {
-            cJSON_ReplaceItemViaPointer(node, child,
-                                        cJSON_Duplicate(value, 1));
+            /* ..InObject sets the member name; the body has none */
+            cJSON_ReplaceItemInObjectCaseSensitive(node,
+                                                   (char *) seg[n - 1].data,
+                                                   cJSON_Duplicate(value, 1));
 
         } else {
             cJSON_AddItemToObject(node, (char *) seg[n - 1].data,
@@ -546,7 +548,8 @@ ngx_http_actingweb_prop_merge(cJSON *into, cJSON *from)
             ngx_http_actingweb_prop_merge(cur, item);
 
         } else if (cur) {
-            cJSON_ReplaceItemViaPointer(into, cur, cJSON_Duplicate(item, 1));
+            cJSON_ReplaceItemInObjectCaseSensitive(into, item->string,
+                                                   cJSON_Duplicate(item, 1));
 
         } else {
             cJSON_AddItemToObject(into, item->string,
