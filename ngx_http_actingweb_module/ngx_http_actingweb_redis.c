@@ -927,6 +927,10 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
         const char  **argv = op->args->argv.elts;
         size_t       *argvlen = op->args->argvlen.elts;
 
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "actingweb redis NOSCRIPT for \"%s\", sending source",
+                       ngx_http_actingweb_scripts[op->script].name);
+
         op->retried = 1;
         argv[0] = "EVAL";
         argvlen[0] = 4;

@@ -1,0 +1,217 @@
+# Redis failures: down at start, lost and back (no reload), hung, slow,
+# script cache flushed.  Each gives a fast JSON 503 and the worker
+# recovers by itself.  Also: one worker keeps serving while an actor
+# request waits on a Redis that does not answer.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use ActingWeb::Test;
+
+use File::Temp ();
+use IO::Socket::INET ();
+use POSIX ();
+
+# A Redis of our own, so that stopping it does not disturb other files.
+our $Dir = File::Temp->newdir;
+our $Port = free_port();
+our $Mine = $$;
+$ENV{TEST_NGINX_OWN_REDIS_PORT} = $Port;
+
+# A port that accepts connections (kernel backlog) and never answers:
+# a hung Redis, and an upstream that makes /delay take its read timeout.
+our $BlackHole = IO::Socket::INET->new(Listen => 64,
+    LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1)
+    or die "listen: $!";
+$ENV{TEST_NGINX_BLACKHOLE_PORT} = $BlackHole->sockport;
+
+# A port nothing listens on.
+$ENV{TEST_NGINX_CLOSED_PORT} = free_port();
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0) or die "listen: $!";
+    return $s->sockport;
+}
+
+sub redis_start {
+    system('redis-server', '--bind', '127.0.0.1', '--port', $Port,
+           '--save', '', '--appendonly', 'no', '--daemonize', 'yes',
+           '--enable-debug-command', 'yes',
+           '--dir', "$Dir", '--pidfile', "$Dir/redis.pid",
+           '--logfile', "$Dir/redis.log") == 0 or die "redis-server failed";
+    for (1 .. 100) {
+        return if qx{redis-cli -p $Port ping 2>/dev/null} =~ /PONG/;
+        select undef, undef, undef, 0.05;
+    }
+    die "redis-server did not come up on $Port\n";
+}
+
+sub redis_cli { system('redis-cli', '-p', $Port, @_) }
+
+# run code in a child after a delay, without waiting for it
+sub later {
+    my ($delay, $code) = @_;
+    my $pid = fork // die "fork: $!";
+    return if $pid;
+    select undef, undef, undef, $delay;
+    $code->();
+    POSIX::_exit(0);
+}
+
+redis_start();
+END { redis_cli('shutdown', 'nosave') if $$ == $Mine && $Port }
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    my $redis = $block->redis // "127.0.0.1:\$TEST_NGINX_OWN_REDIS_PORT";
+    chomp $redis;
+    $block->set_value(http_config => <<"CONF");
+    actingweb_redis $redis;
+    actingweb_redis_timeout 300ms;
+CONF
+    $block->set_value(config => <<'CONF');
+    location /aw/ { actingweb; }
+    location = /plain { return 200 "ok\n"; }
+    location = /delay {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT;
+        proxy_read_timeout 1200ms;
+    }
+CONF
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: Redis up: an actor is created
+--- request
+POST /aw/
+--- error_code: 201
+
+
+
+=== TEST 2: Redis down from the start: 503 JSON at once, no alert
+--- redis: 127.0.0.1:$TEST_NGINX_CLOSED_PORT
+--- request
+POST /aw/
+--- error_code: 503
+--- response_body: {"error":{"code":503,"message":"storage unavailable, try again"}}
+--- response_headers
+Content-Type: application/json
+--- error_log eval
+qr/actingweb: redis connect to "127\.0\.0\.1:\d+" failed/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 3: ... for every endpoint
+--- redis: 127.0.0.1:$TEST_NGINX_CLOSED_PORT
+--- request eval
+["GET /aw/0123456789abcdef0123456789abcdef/meta",
+ "GET /aw/0123456789abcdef0123456789abcdef/properties",
+ "DELETE /aw/0123456789abcdef0123456789abcdef"]
+--- error_code eval
+[503, 503, 503]
+--- response_body eval
+[('{"error":{"code":503,"message":"storage unavailable, try again"}}') x 3]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 4: Redis that never answers: 503 within actingweb_redis_timeout
+--- redis: 127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT
+--- request
+POST /aw/
+--- error_code: 503
+--- response_body_like: ^\{"error":\{"code":503,"message":"storage (did not answer in time|unavailable), try again"\}\}$
+--- error_log eval
+qr/actingweb: redis .*(did not answer in 300 ms|connect timed out)/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 5: one worker keeps serving while an actor request waits on Redis
+--- redis: 127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT
+--- init
+# an actor request is in flight (its Redis never answers) ...
+main::later(0, sub {
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    qx{curl -s -o /dev/null -X POST http://127.0.0.1:$port/aw/};
+});
+select undef, undef, undef, 0.1;
+--- request
+GET /plain
+--- response_body
+ok
+--- wait: 0.5
+--- error_log eval
+qr/actingweb: redis .*(did not answer in 300 ms|connect timed out)/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 6: Redis goes away and comes back: 503, then served again, no reload
+--- init
+main::redis_cli('shutdown', 'nosave');
+main::later(0.3, \&main::redis_start);
+--- request eval
+["POST /aw/", "GET /delay", "POST /aw/"]
+--- error_code eval
+[503, 504, 201]
+--- response_body eval
+['{"error":{"code":503,"message":"storage unavailable, try again"}}',
+ qr/Gateway/, qr/"id":"[0-9a-f]{32}"/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 7: slow Redis (DEBUG SLEEP): 503 in time, the connection is reset and works again
+--- init
+main::later(0, sub { main::redis_cli('debug', 'sleep', '0.8') });
+select undef, undef, undef, 0.1;
+--- request eval
+["POST /aw/", "GET /delay", "POST /aw/"]
+--- error_code eval
+[503, 504, 201]
+--- response_body eval
+['{"error":{"code":503,"message":"storage did not answer in time, try again"}}',
+ qr/Gateway/, qr/"id":"[0-9a-f]{32}"/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: script cache flushed: NOSCRIPT falls back to EVAL
+--- init
+main::later(0.3, sub { main::redis_cli('script', 'flush') });
+--- request eval
+["POST /aw/", "GET /delay", "POST /aw/"]
+--- error_code eval
+[201, 504, 201]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: the NOSCRIPT fallback is logged (debug) on the request that hit it
+--- init
+main::redis_cli('script', 'flush');
+--- request
+POST /aw/
+--- error_code: 201
+--- error_log
+actingweb redis NOSCRIPT for "create", sending source
