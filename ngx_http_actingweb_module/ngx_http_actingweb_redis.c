@@ -136,6 +136,7 @@ ngx_http_actingweb_redis_init(ngx_cycle_t *cycle,
 void
 ngx_http_actingweb_redis_exit(ngx_http_actingweb_main_conf_t *amcf)
 {
+    redisAsyncContext           *ac;
     ngx_http_actingweb_redis_t  *rd;
 
     rd = amcf->redis;
@@ -159,8 +160,9 @@ ngx_http_actingweb_redis_exit(ngx_http_actingweb_main_conf_t *amcf)
 
     if (rd->ac) {
         /* pending callbacks run with NULL replies and free their ops */
-        redisAsyncFree(rd->ac);
+        ac = rd->ac;
         rd->ac = NULL;
+        redisAsyncFree(ac);
     }
 
     amcf->redis = NULL;
@@ -401,11 +403,12 @@ ngx_http_actingweb_redis_do_reset(ngx_http_actingweb_redis_t *rd,
 
     rd->state = NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE;
 
-    /* the disconnect callback clears rd->ac if it was connected */
+    /* cleared first: the disconnect callback then knows it is ours */
+
+    rd->ac = NULL;
 
     redisAsyncFree(ac);
 
-    rd->ac = NULL;
     rd->conn = NULL;
 
     ngx_http_actingweb_redis_schedule(rd);
