@@ -221,6 +221,77 @@ EOF
     nginx_pid=""
 }
 
+# apt's own sources as deb-src, in a private state dir: the system's apt
+# configuration is not touched
+apt_private() {
+    local dir="$BUILD/apt" f
+    mkdir -p "$dir/parts" "$dir/lists/partial"
+    : > "$dir/sources.list"
+    if [ -f /etc/apt/sources.list ]; then
+        sed -n 's/^deb /deb-src /p' /etc/apt/sources.list > "$dir/sources.list"
+    fi
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        sed 's/^Types:.*deb\b.*$/Types: deb-src/' "$f" \
+            > "$dir/parts/$(basename "$f")"
+    done
+    for f in /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        sed -n 's/^deb /deb-src /p' "$f" >> "$dir/sources.list"
+    done
+    apt-get -q -o Dir::Etc::SourceList="$dir/sources.list" \
+        -o Dir::Etc::SourceParts="$dir/parts" \
+        -o Dir::State::Lists="$dir/lists" "$@"
+}
+
+# Debian's nginx has only the epoll event module; for another
+# TEST_NGINX_EVENT_TYPE (poll, select) build the same nginx version from
+# its upstream source with that module and Debian's configure flags
+event_nginx() {
+    local type=${TEST_NGINX_EVENT_TYPE:-} ver upstream dir src want
+    case "$type" in ""|epoll) return 0 ;; esac
+    [ -z "${NGINX_SRC:-}" ] || return 0
+    "$(nginx_bin)" -V 2>&1 | grep -q -- "--with-${type}_module" && return 0
+
+    ver=$(dpkg-query -W -f='${Version}' nginx)
+    upstream=${ver#*:}
+    upstream=${upstream%%-*}
+    dir="$BUILD/nginx-$type"
+    src="$BUILD/src/nginx-$upstream"
+    want="$ver:$(cksum < "$ROOT/config")"
+
+    if [ ! -d "$src" ]; then
+        say "fetching nginx $upstream source for the $type event module"
+        mkdir -p "$BUILD/src"
+        apt_private update -qq >/dev/null 2>&1 || true
+        (cd "$BUILD/src" && apt_private source --download-only \
+            "nginx=$ver" >/dev/null 2>&1) || true
+        [ -f "$BUILD/src/nginx_$upstream.orig.tar.gz" ] \
+            || die "cannot fetch nginx $upstream source (deb-src)"
+        tar -xzf "$BUILD/src/nginx_$upstream.orig.tar.gz" -C "$BUILD/src"
+    fi
+
+    if [ ! -f "$dir/.configured" ] || [ "$(cat "$dir/.configured")" != "$want" ]
+    then
+        say "configuring nginx $upstream with --with-${type}_module"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        (
+            cd "$src"
+            . /usr/share/nginx/src/conf_flags
+            ./configure --with-cc-opt=-fPIC --with-ld-opt=-fPIC \
+                "${NGX_CONF_FLAGS[@]}" "--with-${type}_module" \
+                --add-dynamic-module="$ROOT" --builddir="$dir"
+        ) > "$dir/configure.log" 2>&1 || die "configure failed: $dir/configure.log"
+        echo "$want" > "$dir/.configured"
+    fi
+
+    make -s -f "$dir/Makefile" -C "$src" -j"$(nproc)" >&2
+    export TEST_NGINX_BINARY="$dir/nginx"
+    export TEST_NGINX_LOAD_MODULES="$dir/ngx_http_actingweb_module.so"
+    say "testing with $dir/nginx ($type)"
+}
+
 cmd_test() {
     cmd_build
 
@@ -236,6 +307,7 @@ cmd_test() {
     export TEST_NGINX_LOAD_MODULES="$MODULE"
     export TEST_NGINX_BINARY
     TEST_NGINX_BINARY=$(nginx_bin)
+    event_nginx
 
     local inc=(-I"$ROOT/t/lib")
     if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
