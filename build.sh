@@ -309,6 +309,14 @@ cmd_test() {
     TEST_NGINX_BINARY=$(nginx_bin)
     event_nginx
 
+    # startup errors ("--- must_die") go to logs/error.log, not stderr
+    export AW_NGINX_BINARY=$TEST_NGINX_BINARY
+    TEST_NGINX_BINARY="$ROOT/t/lib/nginx-errlog.sh"
+    if [ "${TEST_NGINX_USE_VALGRIND:-}" = 1 ]; then
+        # valgrind must follow the wrapper's exec into nginx
+        export TEST_NGINX_USE_VALGRIND=--trace-children=yes
+    fi
+
     local inc=(-I"$ROOT/t/lib")
     if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
         inc=(-I"$ROOT/t/lib/compat" "${inc[@]}")

@@ -225,7 +225,7 @@ value must be between 0 and 1023
     location /x/ { actingweb; }
 --- must_die
 --- error_log
-invalid number "one" in "actingweb_redis_db" directive
+"actingweb_redis_db" directive invalid number
 
 
 

@@ -39,10 +39,7 @@ my $deep = ('[' x 100) . (']' x 100);
 my $many = '{' . join(',', map { qq("p$_":$_) } 1 .. 10000) . '}';
 my $big_text = 'x' x 200000;
 
-$main::deep = $deep;
-$main::many = $many;
-$main::big_text = $big_text;
-{ no warnings 'once'; $main::big_text = $big_text; }
+our ($Deep, $Many, $BigText) = ($deep, $many, $big_text);
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -96,7 +93,7 @@ id = json:id
 
 === TEST 3: JSON nested deeper than 64 levels is refused
 --- request eval
-"PUT /aw/{{id}}/properties/deep\n$main::deep"
+"PUT /aw/{{id}}/properties/deep\n$main::Deep"
 --- more_headers
 Authorization: {{basic:c:pw}}
 Content-Type: application/json
@@ -170,7 +167,7 @@ Content-Type: application/json
 
 === TEST 8: a body larger than client_body_buffer_size (temp file) is read whole
 --- request eval
-"PUT /aw/{{id}}/properties/big\n$main::big_text"
+"PUT /aw/{{id}}/properties/big\n$main::BigText"
 --- more_headers
 Authorization: {{basic:c:pw}}
 Content-Type: text/plain
@@ -182,7 +179,7 @@ Content-Type: text/plain
 --- request
 GET /aw/{{id}}/properties/big
 --- response_body eval
-$main::big_text
+$main::BigText
 
 
 
@@ -216,7 +213,7 @@ client intended to send too large body
 
 === TEST 12: a 10,000-key POST is stored whole
 --- request eval
-"POST /aw/{{id}}/properties\n$main::many"
+"POST /aw/{{id}}/properties\n$main::Many"
 --- error_code: 201
 --- response_body_like: ^\{"p1":1,"p2":2,.*"p10000":10000\}$
 

@@ -48,7 +48,12 @@ sub redis_start {
     die "redis-server did not come up on $Port\n";
 }
 
-sub redis_cli { system('redis-cli', '-p', $Port, @_) }
+our $Password;
+
+sub redis_cli {
+    local $ENV{REDISCLI_AUTH} = $Password if $Password;
+    system('redis-cli', '-p', $Port, @_);
+}
 
 # run code in a child after a delay, without waiting for it
 sub later {
@@ -66,10 +71,12 @@ END { redis_cli('shutdown', 'nosave') if $$ == $Mine && $Port }
 add_block_preprocessor(sub {
     my $block = shift;
     my $redis = $block->redis // "127.0.0.1:\$TEST_NGINX_OWN_REDIS_PORT";
+    my $extra = $block->redis_extra // '';
     chomp $redis;
     $block->set_value(http_config => <<"CONF");
     actingweb_redis $redis;
     actingweb_redis_timeout 300ms;
+    $extra
 CONF
     $block->set_value(config => <<'CONF');
     location /aw/ { actingweb; }
@@ -215,3 +222,61 @@ POST /aw/
 --- error_code: 201
 --- error_log
 actingweb redis NOSCRIPT for "create", sending source
+
+
+
+=== TEST 10: a non-zero actingweb_redis_db is selected on connect
+--- redis_extra: actingweb_redis_db 3;
+--- request
+POST /aw/
+--- error_code: 201
+--- capture
+db3 = json:id
+--- init
+main::redis_cli('-n', '3', 'flushdb');
+
+
+
+=== TEST 11: ... the actor went to db 3, not db 0
+--- redis_extra: actingweb_redis_db 3;
+--- init
+my $id = ActingWeb::Test::captured('db3');
+my $n3 = qx{redis-cli -p $main::Port -n 3 --scan --pattern '*$id*'};
+my $n0 = qx{redis-cli -p $main::Port -n 0 --scan --pattern '*$id*'};
+die "not in db 3\n" unless $n3 =~ /actor/;
+die "found in db 0\n" if $n0 =~ /actor/;
+--- request
+GET /plain
+--- response_body
+ok
+
+
+
+=== TEST 12: Redis with a password: actingweb_redis_password authenticates
+--- redis_extra: actingweb_redis_password s3kr1t;
+--- init
+# set after the worker connected: it is refused once, then reconnects
+main::redis_cli('config', 'set', 'requirepass', 's3kr1t');
+$main::Password = 's3kr1t';
+main::redis_cli('client', 'kill', 'type', 'normal');
+--- request eval
+["GET /delay", "POST /aw/"]
+--- error_code eval
+[504, 201]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 13: a wrong password: 503 JSON, the refusal is logged, no alert
+--- redis_extra: actingweb_redis_password wrong;
+--- request
+POST /aw/
+--- error_code: 503
+--- response_body_like: ^\{"error":\{"code":503,"message":"storage (unavailable|did not answer in time), try again"\}\}$
+--- error_log eval
+qr/actingweb: redis "127\.0\.0\.1:\d+" rejected AUTH: WRONGPASS/
+--- no_error_log
+[alert]
+[crit]
