@@ -306,7 +306,8 @@ ngx_http_actingweb_factory_done(ngx_http_request_t *r,
     ngx_http_actingweb_json_add_str(r, out, "passphrase", &na->passphrase);
 
     if (na->trustee_root.len) {
-        ngx_http_actingweb_json_add_str(r, out, "trustee_root", &na->trustee_root);
+        ngx_http_actingweb_json_add_str(r, out, "trustee_root",
+                                        &na->trustee_root);
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -341,8 +342,7 @@ ngx_http_actingweb_actor_load(ngx_http_request_t *r, ngx_uint_t auth,
 
     if (a == NULL
         || ngx_http_actingweb_redis_arg(a, (u_char *) "HMGET", 5) != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
-           != NGX_OK
+        || ngx_http_actingweb_redis_keys(r, a, "actor", NULL) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, (u_char *) "creator", 7) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, (u_char *) "pw", 2) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, (u_char *) "trustee_root", 12)
@@ -484,21 +484,13 @@ static ngx_int_t
 ngx_http_actingweb_actor_delete(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
-    ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_redis_args_t  *a;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
     a = ngx_http_actingweb_redis_args(r, 4);
 
     if (a == NULL
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
-           != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "props")
-           != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "changes")
-           != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "keys")
+        || ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
+                                         "keys", NULL)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -347,14 +347,11 @@ ngx_http_actingweb_auth_reply(ngx_http_request_t *r, ngx_int_t rc)
     ngx_table_elt_t  *h;
 
     if (rc == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_list_push(&r->headers_out.headers);
+        h = ngx_http_actingweb_header(r, "WWW-Authenticate",
+                                      "Basic realm=\"ActingWeb\"");
         if (h == NULL) {
             return NGX_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "WWW-Authenticate");
-        ngx_str_set(&h->value, "Basic realm=\"ActingWeb\"");
 
         r->headers_out.www_authenticate = h;
 

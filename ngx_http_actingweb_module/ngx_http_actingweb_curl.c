@@ -32,7 +32,6 @@ static int ngx_http_actingweb_curl_timer(CURLM *multi, long timeout_ms,
 static void ngx_http_actingweb_curl_timeout(ngx_event_t *ev);
 static void ngx_http_actingweb_curl_event(ngx_event_t *ev);
 static void ngx_http_actingweb_curl_check(ngx_http_actingweb_curl_t *cu);
-static void ngx_http_actingweb_curl_unwatch(ngx_connection_t *c);
 
 
 ngx_int_t
@@ -130,7 +129,7 @@ ngx_http_actingweb_curl_socket(CURL *easy, curl_socket_t s, int what,
 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
-            ngx_http_actingweb_curl_unwatch(c);
+            ngx_http_actingweb_release(c);
             curl_multi_assign(cu->multi, s, NULL);
         }
 
@@ -152,57 +151,14 @@ ngx_http_actingweb_curl_socket(CURL *easy, curl_socket_t s, int what,
         curl_multi_assign(cu->multi, s, c);
     }
 
-    if (what & CURL_POLL_IN) {
-        if (!c->read->active
-            && ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-               != NGX_OK)
-        {
-            return -1;
-        }
-
-    } else if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (what & CURL_POLL_OUT) {
-        if (!c->write->active
-            && ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-               != NGX_OK)
-        {
-            return -1;
-        }
-
-    } else if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    if (ngx_http_actingweb_watch(c->read, what & CURL_POLL_IN) != NGX_OK
+        || ngx_http_actingweb_watch(c->write, what & CURL_POLL_OUT)
+           != NGX_OK)
+    {
+        return -1;
     }
 
     return 0;
-}
-
-
-/* stops watching a socket curl is about to close (curl owns the fd) */
-
-static void
-ngx_http_actingweb_curl_unwatch(ngx_connection_t *c)
-{
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
 }
 
 

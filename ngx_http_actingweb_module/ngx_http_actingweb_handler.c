@@ -314,17 +314,9 @@ static ngx_int_t
 ngx_http_actingweb_not_allowed(ngx_http_request_t *r, const char *allow,
     const char **err)
 {
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_actingweb_header(r, "Allow", allow) == NULL) {
         return NGX_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Allow");
-    h->value.data = (u_char *) allow;
-    h->value.len = ngx_strlen(allow);
 
     *err = "method not allowed";
 

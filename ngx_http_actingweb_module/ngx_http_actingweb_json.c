@@ -292,20 +292,38 @@ ngx_http_actingweb_json_depth(cJSON *json, ngx_uint_t depth)
 }
 
 
-ngx_int_t
-ngx_http_actingweb_set_location(ngx_http_request_t *r, ngx_str_t *url)
+ngx_table_elt_t *
+ngx_http_actingweb_header(ngx_http_request_t *r, const char *key,
+    const char *value)
 {
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     h->hash = 1;
-    ngx_str_set(&h->key, "Location");
-    h->value = *url;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = (u_char *) value;
+    h->value.len = value ? ngx_strlen(value) : 0;
 
+    return h;
+}
+
+
+ngx_int_t
+ngx_http_actingweb_set_location(ngx_http_request_t *r, ngx_str_t *url)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_actingweb_header(r, "Location", NULL);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value = *url;
     r->headers_out.location = h;
 
     return NGX_OK;

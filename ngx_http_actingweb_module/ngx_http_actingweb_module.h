@@ -176,6 +176,8 @@ ngx_int_t ngx_http_actingweb_json_add_str(ngx_http_request_t *r, cJSON *obj,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_actingweb_set_location(ngx_http_request_t *r,
     ngx_str_t *url);
+ngx_table_elt_t *ngx_http_actingweb_header(ngx_http_request_t *r,
+    const char *key, const char *value);
 ngx_int_t ngx_http_actingweb_filter_init(ngx_conf_t *cf);
 
 /* util.c */
@@ -185,6 +187,8 @@ ngx_int_t ngx_http_actingweb_unescape(ngx_pool_t *pool, u_char *src,
     size_t len, ngx_str_t *dst, ngx_uint_t form);
 ngx_int_t ngx_http_actingweb_valid_name(ngx_str_t *name);
 ngx_int_t ngx_http_actingweb_valid_id(ngx_str_t *id);
+ngx_int_t ngx_http_actingweb_watch(ngx_event_t *ev, ngx_uint_t on);
+void ngx_http_actingweb_release(ngx_connection_t *c);
 ngx_int_t ngx_http_actingweb_is_form(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_actingweb_form_parse(ngx_http_request_t *r,
     ngx_str_t *body, cJSON **out, const char **err);

@@ -100,21 +100,17 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
         break;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
+    h = ngx_http_actingweb_header(r, "Allow", ctx->nsegs == 0
+                                             ? "GET, HEAD, POST, DELETE"
+                                             : "GET, HEAD, PUT, DELETE");
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "Allow");
-
     if (ctx->nsegs == 0) {
-        ngx_str_set(&h->value, "GET, HEAD, POST, DELETE");
         return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                              "PUT needs a property name");
     }
-
-    ngx_str_set(&h->value, "GET, HEAD, PUT, DELETE");
 
     return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                          "POST is only accepted on "
@@ -136,9 +132,7 @@ ngx_http_actingweb_prop_read(ngx_http_request_t *r)
     a = ngx_http_actingweb_redis_args(r, 3);
 
     if (a == NULL
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
-           != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "props")
+        || ngx_http_actingweb_redis_keys(r, a, "actor", "props", NULL)
            != NGX_OK
         || ngx_http_actingweb_redis_arg(a,
                                         ctx->nsegs ? ctx->segs[0].data : NULL,
@@ -1042,19 +1036,6 @@ static ngx_int_t
 ngx_http_actingweb_prop_keys(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a)
 {
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "actor")
-        != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "props")
-           != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, "changes")
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
+                                         NULL);
 }

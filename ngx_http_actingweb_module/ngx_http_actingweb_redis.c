@@ -570,13 +570,9 @@ ngx_http_actingweb_redis_add_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "actingweb: redis read event failed");
-        }
+    if (ngx_http_actingweb_watch(c->read, 1) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "actingweb: redis read event failed");
     }
 }
 
@@ -586,9 +582,7 @@ ngx_http_actingweb_redis_del_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
+    (void) ngx_http_actingweb_watch(c->read, 0);
 }
 
 
@@ -597,13 +591,9 @@ ngx_http_actingweb_redis_add_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "actingweb: redis write event failed");
-        }
+    if (ngx_http_actingweb_watch(c->write, 1) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "actingweb: redis write event failed");
     }
 }
 
@@ -613,9 +603,7 @@ ngx_http_actingweb_redis_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    (void) ngx_http_actingweb_watch(c->write, 0);
 }
 
 
@@ -633,28 +621,11 @@ ngx_http_actingweb_redis_cleanup(void *privdata)
 
     rd = c->data;
 
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
     if (rd->conn == c) {
         rd->conn = NULL;
     }
 
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
+    ngx_http_actingweb_release(c);
 }
 
 
@@ -735,6 +706,32 @@ ngx_http_actingweb_redis_key(ngx_http_request_t *r,
     a->nkeys++;
 
     return ngx_http_actingweb_redis_arg(a, p, last - p);
+}
+
+
+/* the current actor's keys with these suffixes, NULL-terminated */
+
+ngx_int_t
+ngx_http_actingweb_redis_keys(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a, ...)
+{
+    va_list                    args;
+    ngx_int_t                  rc;
+    const char                *suffix;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    rc = NGX_OK;
+
+    va_start(args, a);
+
+    while (rc == NGX_OK && (suffix = va_arg(args, const char *)) != NULL) {
+        rc = ngx_http_actingweb_redis_key(r, a, &ctx->actor_id, suffix);
+    }
+
+    va_end(args);
+
+    return rc;
 }
 
 

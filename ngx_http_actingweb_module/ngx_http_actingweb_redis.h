@@ -73,6 +73,8 @@ ngx_int_t ngx_http_actingweb_redis_arg(ngx_http_actingweb_redis_args_t *a,
     u_char *data, size_t len);
 ngx_int_t ngx_http_actingweb_redis_key(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a, ngx_str_t *id, const char *suffix);
+ngx_int_t ngx_http_actingweb_redis_keys(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a, ...);
 ngx_int_t ngx_http_actingweb_redis_argf(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a, const char *fmt, ...);
 

@@ -303,3 +303,48 @@ ngx_http_actingweb_is_form(ngx_http_request_t *r, ngx_str_t *body)
 
     return 1;
 }
+
+
+/*
+ * Foreign sockets (hiredis, curl) in nginx's event loop: level-triggered
+ * registration, because those libraries read at most a chunk per call.
+ */
+
+ngx_int_t
+ngx_http_actingweb_watch(ngx_event_t *ev, ngx_uint_t on)
+{
+    ngx_int_t  event;
+
+    event = ev->write ? NGX_WRITE_EVENT : NGX_READ_EVENT;
+
+    if (on && !ev->active) {
+        return ngx_add_event(ev, event, NGX_LEVEL_EVENT);
+    }
+
+    if (!on && ev->active) {
+        return ngx_del_event(ev, event, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/* stops watching a socket its library is about to close (it owns the fd) */
+
+void
+ngx_http_actingweb_release(ngx_connection_t *c)
+{
+    (void) ngx_http_actingweb_watch(c->read, 0);
+    (void) ngx_http_actingweb_watch(c->write, 0);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
