@@ -29,6 +29,10 @@ static ngx_int_t ngx_http_actingweb_json_string(cJSON *in, const char *name,
     ngx_str_t *out, size_t max, const char **err);
 static void ngx_http_actingweb_factory_done(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static ngx_int_t ngx_http_actingweb_actor_command(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_handler_pt handler);
+static void ngx_http_actingweb_actor_stash(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static void ngx_http_actingweb_actor_loaded(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_actor_get(ngx_http_request_t *r);
@@ -330,13 +334,37 @@ ngx_int_t
 ngx_http_actingweb_actor_load(ngx_http_request_t *r, ngx_uint_t auth,
     ngx_http_actingweb_step_pt next)
 {
-    ngx_int_t                         rc;
-    ngx_http_actingweb_ctx_t         *ctx;
-    ngx_http_actingweb_redis_args_t  *a;
+    ngx_int_t                  rc;
+    ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ctx->next = next;
     ctx->need_auth = auth ? 1 : 0;
+
+    rc = ngx_http_actingweb_actor_command(r, ngx_http_actingweb_actor_loaded);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+/*
+ * Only sends the read: for pipelining it in front of another command whose
+ * handler then calls ngx_http_actingweb_actor_accept().
+ */
+
+ngx_int_t
+ngx_http_actingweb_actor_fetch(ngx_http_request_t *r)
+{
+    return ngx_http_actingweb_actor_command(r,
+                                            ngx_http_actingweb_actor_stash);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_actor_command(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_handler_pt handler)
+{
+    ngx_http_actingweb_redis_args_t  *a;
 
     a = ngx_http_actingweb_redis_args(r, 5);
 
@@ -348,13 +376,86 @@ ngx_http_actingweb_actor_load(ngx_http_request_t *r, ngx_uint_t auth,
         || ngx_http_actingweb_redis_arg(a, (u_char *) "trustee_root", 12)
            != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
-    rc = ngx_http_actingweb_redis_command(r, a,
-                                          ngx_http_actingweb_actor_loaded);
+    return ngx_http_actingweb_redis_command(r, a, handler);
+}
 
-    return ngx_http_actingweb_redis_started(r, rc);
+
+/* keeps the record in ctx; errors are answered by the next command */
+
+static void
+ngx_http_actingweb_actor_stash(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_FAILED;
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK
+        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+    {
+        return;
+    }
+
+    if (reply->element[0]->type != REDIS_REPLY_STRING) {
+        ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_MISSING;
+        return;
+    }
+
+    if (ngx_http_actingweb_reply_str(r, reply->element[0],
+                                     &ctx->actor.creator) == NGX_OK
+        && ngx_http_actingweb_reply_str(r, reply->element[1],
+                                        &ctx->actor.pwhash) == NGX_OK
+        && ngx_http_actingweb_reply_str(r, reply->element[2],
+                                        &ctx->actor.trustee_root) == NGX_OK)
+    {
+        ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_FOUND;
+    }
+}
+
+
+/*
+ * After the record arrived: 1 to go on, or 0 when a refusal (404, 401,
+ * 403, 503) was sent, its result in *rc.
+ */
+
+ngx_int_t
+ngx_http_actingweb_actor_accept(ngx_http_request_t *r, ngx_uint_t auth,
+    ngx_int_t *rc)
+{
+    ngx_int_t                  a;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    switch (ctx->actor_state) {
+
+    case NGX_HTTP_ACTINGWEB_ACTOR_FOUND:
+        break;
+
+    case NGX_HTTP_ACTINGWEB_ACTOR_MISSING:
+        *rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "actor not found");
+        return 0;
+
+    default:
+        *rc = ngx_http_actingweb_redis_reply_error(r,
+                                     NGX_HTTP_ACTINGWEB_REDIS_DOWN, NULL);
+        return 0;
+    }
+
+    if (auth) {
+        a = ngx_http_actingweb_auth_creator(r, ctx);
+        if (a != NGX_OK) {
+            *rc = ngx_http_actingweb_auth_reply(r, a);
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -372,29 +473,10 @@ ngx_http_actingweb_actor_loaded(ngx_http_request_t *r,
         goto done;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        rc = ngx_http_actingweb_redis_reply_error(r,
-                                     NGX_HTTP_ACTINGWEB_REDIS_DOWN, NULL);
+    ngx_http_actingweb_actor_stash(r, status, reply);
+
+    if (!ngx_http_actingweb_actor_accept(r, ctx->need_auth, &rc)) {
         goto done;
-    }
-
-    rc = ngx_http_actingweb_actor_from_reply(r, reply->element);
-
-    if (rc != NGX_OK) {
-        rc = rc == NGX_DECLINED
-             ? ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                             "actor not found")
-             : NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    if (ctx->need_auth) {
-
-        rc = ngx_http_actingweb_auth_creator(r, ctx);
-        if (rc != NGX_OK) {
-            rc = ngx_http_actingweb_auth_reply(r, rc);
-            goto done;
-        }
     }
 
     rc = ctx->next(r);
@@ -406,33 +488,6 @@ ngx_http_actingweb_actor_loaded(ngx_http_request_t *r,
 done:
 
     ngx_http_finalize_request(r, rc);
-}
-
-
-/* el[0..2]: creator, pw, trustee_root; NGX_DECLINED: no such actor */
-
-ngx_int_t
-ngx_http_actingweb_actor_from_reply(ngx_http_request_t *r, redisReply **el)
-{
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (el[0]->type != REDIS_REPLY_STRING) {
-        return NGX_DECLINED;
-    }
-
-    if (ngx_http_actingweb_reply_str(r, el[0], &ctx->actor.creator)
-        != NGX_OK
-        || ngx_http_actingweb_reply_str(r, el[1], &ctx->actor.pwhash)
-           != NGX_OK
-        || ngx_http_actingweb_reply_str(r, el[2], &ctx->actor.trustee_root)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 

@@ -194,6 +194,11 @@ ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
         if (amcf->auth_cache == NULL) {
             return NULL;
         }
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+        /* fetched once: an implicit fetch per digest takes global locks */
+        amcf->auth_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+#endif
     }
 
     /* length-prefixed fields, so that no two inputs collide */
@@ -211,7 +216,10 @@ ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
                     pass->len, pass, ctx->actor.pwhash.len,
                     &ctx->actor.pwhash);
 
-    if (EVP_Digest(buf, p - buf, digest, &mdlen, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(buf, p - buf, digest, &mdlen,
+                   amcf->auth_md ? amcf->auth_md : EVP_sha256(), NULL)
+        != 1)
+    {
         return NULL;
     }
 
@@ -365,4 +373,16 @@ ngx_http_actingweb_auth_reply(ngx_http_request_t *r, ngx_int_t rc)
 
     return ngx_http_actingweb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                          "authentication failed");
+}
+
+
+void
+ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf)
+{
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    if (amcf->auth_md) {
+        EVP_MD_free(amcf->auth_md);
+        amcf->auth_md = NULL;
+    }
+#endif
 }

@@ -843,4 +843,5 @@ ngx_http_actingweb_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_actingweb_curl_exit(amcf);
     ngx_http_actingweb_redis_exit(amcf);
+    ngx_http_actingweb_auth_exit(amcf);
 }

@@ -66,6 +66,7 @@ typedef struct {
     ngx_http_actingweb_redis_t     *redis;
     ngx_http_actingweb_curl_t      *curl;
     u_char                         *auth_cache;
+    void                           *auth_md;         /* EVP_MD, fetched */
     ngx_http_actingweb_stats_t      stats;
 } ngx_http_actingweb_main_conf_t;
 
@@ -117,6 +118,14 @@ typedef struct {
 } ngx_http_actingweb_actor_t;
 
 
+typedef enum {
+    NGX_HTTP_ACTINGWEB_ACTOR_UNKNOWN = 0,
+    NGX_HTTP_ACTINGWEB_ACTOR_FOUND,
+    NGX_HTTP_ACTINGWEB_ACTOR_MISSING,
+    NGX_HTTP_ACTINGWEB_ACTOR_FAILED
+} ngx_http_actingweb_actor_state_e;
+
+
 typedef ngx_int_t (*ngx_http_actingweb_step_pt)(ngx_http_request_t *r);
 
 
@@ -136,6 +145,7 @@ struct ngx_http_actingweb_ctx_s {
     ngx_str_t                       pass;
 
     ngx_http_actingweb_actor_t      actor;
+    ngx_http_actingweb_actor_state_e  actor_state;
 
     ngx_http_actingweb_step_pt      next;            /* after actor load */
     ngx_uint_t                      retries;
@@ -202,6 +212,7 @@ ngx_int_t ngx_http_actingweb_auth_hash(ngx_http_request_t *r,
     ngx_str_t *passphrase, ngx_str_t *out);
 ngx_int_t ngx_http_actingweb_auth_reply(ngx_http_request_t *r,
     ngx_int_t rc);
+void ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf);
 
 /* actor.c */
 ngx_int_t ngx_http_actingweb_factory(ngx_http_request_t *r);

@@ -118,7 +118,10 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
 }
 
 
-/* one round trip: actor record and the value(s) */
+/*
+ * One round trip without Lua: the actor record and the value(s) are two
+ * plain commands pipelined on the connection.
+ */
 
 static ngx_int_t
 ngx_http_actingweb_prop_read(ngx_http_request_t *r)
@@ -132,19 +135,27 @@ ngx_http_actingweb_prop_read(ngx_http_request_t *r)
     a = ngx_http_actingweb_redis_args(r, 3);
 
     if (a == NULL
-        || ngx_http_actingweb_redis_keys(r, a, "actor", "props", NULL)
-           != NGX_OK
         || ngx_http_actingweb_redis_arg(a,
-                                        ctx->nsegs ? ctx->segs[0].data : NULL,
-                                        ctx->nsegs ? ctx->segs[0].len : 0)
-           != NGX_OK)
+                                        (u_char *) (ctx->nsegs ? "HGET"
+                                                               : "HGETALL"),
+                                        ctx->nsegs ? 4 : 7)
+           != NGX_OK
+        || ngx_http_actingweb_redis_keys(r, a, "props", NULL) != NGX_OK
+        || (ctx->nsegs
+            && ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
+                                            ctx->segs[0].len) != NGX_OK))
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_actingweb_redis_script(r,
-                                         NGX_HTTP_ACTINGWEB_SCRIPT_PROP_READ,
-                                         a, ngx_http_actingweb_prop_got);
+    ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_UNKNOWN;
+
+    rc = ngx_http_actingweb_actor_fetch(r);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_actingweb_redis_command(r, a,
+                                              ngx_http_actingweb_prop_got);
+    }
 
     return ngx_http_actingweb_redis_started(r, rc);
 }
@@ -156,7 +167,6 @@ ngx_http_actingweb_prop_got(ngx_http_request_t *r,
 {
     ngx_int_t                  rc;
     ngx_str_t                  stored;
-    redisReply                *value;
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
@@ -166,41 +176,16 @@ ngx_http_actingweb_prop_got(ngx_http_request_t *r,
         goto done;
     }
 
-    if (reply->type == REDIS_REPLY_INTEGER) {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                           "actor not found");
+    if (!ngx_http_actingweb_actor_accept(r, 1, &rc)) {
         goto done;
     }
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    rc = ngx_http_actingweb_actor_from_reply(r, reply->element);
-
-    if (rc != NGX_OK) {
-        rc = rc == NGX_DECLINED
-             ? ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                             "actor not found")
-             : NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    rc = ngx_http_actingweb_auth_creator(r, ctx);
-    if (rc != NGX_OK) {
-        rc = ngx_http_actingweb_auth_reply(r, rc);
-        goto done;
-    }
-
-    value = reply->element[3];
 
     if (ctx->nsegs == 0) {
-        rc = ngx_http_actingweb_prop_get_all(r, value);
+        rc = ngx_http_actingweb_prop_get_all(r, reply);
         goto done;
     }
 
-    if (ngx_http_actingweb_reply_str(r, value, &stored) == NGX_ERROR) {
+    if (ngx_http_actingweb_reply_str(r, reply, &stored) == NGX_ERROR) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }

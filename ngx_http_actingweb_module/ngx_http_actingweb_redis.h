@@ -35,7 +35,6 @@ typedef void (*ngx_http_actingweb_redis_handler_pt)(ngx_http_request_t *r,
 typedef enum {
     NGX_HTTP_ACTINGWEB_SCRIPT_CREATE = 0,
     NGX_HTTP_ACTINGWEB_SCRIPT_ACTOR_DELETE,
-    NGX_HTTP_ACTINGWEB_SCRIPT_PROP_READ,
     NGX_HTTP_ACTINGWEB_SCRIPT_PROP_SET,
     NGX_HTTP_ACTINGWEB_SCRIPT_PROP_CAS,
     NGX_HTTP_ACTINGWEB_SCRIPT_PROP_DEL,
@@ -100,8 +99,9 @@ ngx_int_t ngx_http_actingweb_scripts_init(ngx_log_t *log);
 /* actor.c: shared steps of every actor endpoint */
 ngx_int_t ngx_http_actingweb_actor_load(ngx_http_request_t *r,
     ngx_uint_t auth, ngx_http_actingweb_step_pt next);
-ngx_int_t ngx_http_actingweb_actor_from_reply(ngx_http_request_t *r,
-    redisReply **el);
+ngx_int_t ngx_http_actingweb_actor_fetch(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_actor_accept(ngx_http_request_t *r,
+    ngx_uint_t auth, ngx_int_t *rc);
 
 /* curl.c: the worker-level HTTP client lives beside Redis */
 ngx_int_t ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,

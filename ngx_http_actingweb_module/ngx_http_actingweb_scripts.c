@@ -58,17 +58,6 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props; ARGV: name or "" for all */
-    { "prop_read",
-      "local a = redis.call('HMGET', KEYS[1], 'creator', 'pw',\n"
-      "                     'trustee_root')\n"
-      "if not a[1] then return 0 end\n"
-      "local v\n"
-      "if ARGV[1] == '' then v = redis.call('HGETALL', KEYS[2])\n"
-      "else v = redis.call('HGET', KEYS[2], ARGV[1]) end\n"
-      "return {a[1], a[2], a[3], v}\n",
-      "" },
-
     /* KEYS: actor, props, changes; ARGV: name, stored, path, value */
     { "prop_set",
       NGX_HTTP_ACTINGWEB_LUA_EMIT
