@@ -16,7 +16,7 @@
 #include "ngx_http_actingweb_redis.h"
 
 
-#define NGX_HTTP_ACTINGWEB_CAS_RETRIES   16
+#define NGX_HTTP_ACTINGWEB_CAS_RETRIES   64
 
 
 static ngx_int_t ngx_http_actingweb_prop_read(ngx_http_request_t *r);

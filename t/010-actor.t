@@ -1,4 +1,7 @@
 # Factory, actor root (GET/DELETE) and creator authentication.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

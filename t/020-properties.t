@@ -1,5 +1,8 @@
 # /properties: get, put, nested paths, POST collections, deletes, value
 # types, and the change events each write leaves in Redis.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

@@ -16,23 +16,25 @@ use POSIX ();
 # once; returns the statuses (all must be 204 and no key may be lost)
 sub concurrent_puts {
     my ($id, $n) = @_;
-    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    my $port = ActingWeb::Test::wait_for_server();
     my @pids;
     for my $i (1 .. $n) {
         my $pid = fork // die "fork: $!";
         if ($pid == 0) {
-            my $res = HTTP::Tiny->new(timeout => 10)->request('PUT',
+            my $res = HTTP::Tiny->new(timeout => 60)->request('PUT',
                 "http://127.0.0.1:$port/aw/$id/properties/shared/k$i",
                 { content => qq({"v": $i}), headers => {
                     Authorization => ActingWeb::Test::basic_auth('c', 'pw'),
                 } });
-            POSIX::_exit($res->{status} == 204 ? 0 : 1);
+            # exit status: 0 for 204, else the HTTP status minus 300
+            POSIX::_exit($res->{status} == 204 ? 0 : $res->{status} - 300);
         }
         push @pids, $pid;
     }
-    my $bad = 0;
-    for (@pids) { waitpid $_, 0; $bad++ if $? }
-    die "$bad of $n concurrent PUTs failed\n" if $bad;
+    my %bad;
+    for (@pids) { waitpid $_, 0; $bad{($? >> 8) + 300}++ if $? }
+    die "concurrent PUTs failed: "
+        . join(', ', map { "$bad{$_} x $_" } sort keys %bad) . "\n" if %bad;
 }
 
 my $deep = ('[' x 100) . (']' x 100);

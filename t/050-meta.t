@@ -1,4 +1,7 @@
 # /meta: every path of the spec's table, readable without credentials.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

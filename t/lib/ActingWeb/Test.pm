@@ -47,6 +47,7 @@ use B ();
 use Cwd ();
 use File::Basename ();
 use File::Spec ();
+use IO::Socket::INET ();
 use JSON::PP ();
 use MIME::Base64 ();
 use Scalar::Util ();
@@ -72,7 +73,7 @@ BEGIN {
 
 our @EXPORT = qw(
     run_tests no_actingweb_defaults captured basic_auth
-    redis_cmd redis_key redis_keys redis_cleanup
+    redis_cmd redis_key redis_keys redis_cleanup wait_for_server
 );
 
 # Export our helpers, then let Test::Nginx::Socket export its API (and
@@ -208,6 +209,20 @@ sub captured ($) {
     my ($name) = @_;
     return $Captured{$name} if exists $Captured{$name};
     die "ActingWeb::Test: nothing was captured as '$name'\n";
+}
+
+# For clients started from "--- init": the runner's own requests wait for
+# nginx to listen, theirs must too (nginx under valgrind starts slowly).
+# Returns the server port.
+sub wait_for_server () {
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    for (1 .. 400) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 1);
+        return $port if $s;
+        select undef, undef, undef, 0.05;
+    }
+    die "nginx is not listening on port $port\n";
 }
 
 sub basic_auth ($$) {
