@@ -79,7 +79,12 @@ cmd_build() {
     fi
     want="$want:$(cksum < "$ROOT/config")"
 
-    local objs="$BUILD/nginx"
+    local objs="$BUILD/nginx" target=modules
+    if [ -n "${NGINX_SRC:-}" ]; then
+        # also the binary: `./build.sh test` then runs against that nginx
+        objs="$BUILD/nginx-src"
+        target=
+    fi
     stamp="$objs/.configured"
 
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
@@ -109,8 +114,8 @@ cmd_build() {
         echo "$want" > "$stamp"
     fi
 
-    make -s -f "$objs/Makefile" -C "$src" -j"$(nproc)" modules >&2
-    if [ ! -f "$MODULE" ] || [ "$objs/ngx_http_actingweb_module.so" -nt "$MODULE" ]; then
+    make -s -f "$objs/Makefile" -C "$src" -j"$(nproc)" $target >&2
+    if ! cmp -s "$objs/ngx_http_actingweb_module.so" "$MODULE"; then
         # a new inode: a running nginx keeps its mapping of the old one
         cp "$objs/ngx_http_actingweb_module.so" "$MODULE.tmp.$$"
         mv -f "$MODULE.tmp.$$" "$MODULE"
@@ -121,8 +126,8 @@ cmd_build() {
 nginx_bin() {
     if [ -n "${TEST_NGINX_BINARY:-}" ]; then
         echo "$TEST_NGINX_BINARY"
-    elif [ -n "${NGINX_SRC:-}" ] && [ -x "$BUILD/nginx/nginx" ]; then
-        echo "$BUILD/nginx/nginx"
+    elif [ -n "${NGINX_SRC:-}" ] && [ -x "$BUILD/nginx-src/nginx" ]; then
+        echo "$BUILD/nginx-src/nginx"
     else
         echo /usr/sbin/nginx
     fi

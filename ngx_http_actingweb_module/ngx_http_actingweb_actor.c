@@ -572,8 +572,8 @@ ngx_http_actingweb_actor_deleted(ngx_http_request_t *r,
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
 
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "actingweb actor deleted \"%V\"", &ctx->actor_id);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "actingweb: actor \"%V\" deleted", &ctx->actor_id);
         rc = ngx_http_actingweb_send_no_content(r);
 
     } else {
