@@ -314,6 +314,12 @@ cmd_test() {
     TEST_NGINX_BINARY=$(nginx_bin)
     event_nginx
 
+    if [ -n "${TEST_NGINX_USE_VALGRIND:-}" ] && ! command -v valgrind >/dev/null
+    then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends valgrind >/dev/null
+    fi
+
     # startup errors ("--- must_die") go to logs/error.log, not stderr
     export AW_NGINX_BINARY=$TEST_NGINX_BINARY
     TEST_NGINX_BINARY="$ROOT/t/lib/nginx-errlog.sh"

@@ -1,0 +1,63 @@
+# actingweb_status: per-worker counters as JSON and as Prometheus text.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use ActingWeb::Test;
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value(config => <<'CONF') unless defined $block->config;
+    location /aw/ { actingweb; }
+    location = /status { actingweb_status; }
+CONF
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: counters move with requests, errors and credential checks
+--- request eval
+["POST /aw/\n{\"creator\": \"s\", \"passphrase\": \"pw\"}",
+ "GET /aw/0123456789abcdef0123456789abcdef/meta",
+ "GET /status"]
+--- error_code eval
+[201, 404, 200]
+--- response_body_json eval
+['{"id": "{{ANY}}", "creator": "s", "passphrase": "pw"}',
+ '{"error": {"code": 404, "message": "actor not found"}}',
+ '{"pid": "{{ANY}}", "redis_up": true, "requests": 2, "errors_4xx": 1,
+   "errors_5xx": 0, "redis_commands": 2, "redis_timeouts": 0,
+   "redis_unavailable": 0, "redis_connects": 1, "redis_disconnects": 0,
+   "auth_cache_hits": 0, "auth_kdf_runs": 0}']
+
+
+
+=== TEST 2: Prometheus text
+--- request
+GET /status?format=prometheus
+--- response_headers
+Content-Type: text/plain; version=0.0.4
+--- response_body_like eval
+qr/^# HELP actingweb_requests_total actor requests handled\n# TYPE actingweb_requests_total counter\nactingweb_requests_total\{pid="\d+"\} \d+\n.*actingweb_redis_up\{pid="\d+"\} 1\n\z/s
+
+
+
+=== TEST 3: only GET and HEAD
+--- request
+POST /status
+--- error_code: 405
+
+
+
+=== TEST 4: with Redis down, redis_up is false
+--- http_config
+    actingweb_redis 127.0.0.1:1;
+--- request
+GET /status
+--- response_body_like: "redis_up":false
+--- no_error_log
+[alert]
+[crit]
