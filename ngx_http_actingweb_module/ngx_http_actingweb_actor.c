@@ -348,6 +348,59 @@ ngx_http_actingweb_actor_load(ngx_http_request_t *r, ngx_uint_t auth,
 
 
 /*
+ * A write by the creator: with credentials this worker verified before,
+ * straight to the write script, which checks them (one round trip);
+ * otherwise read and check the actor first.
+ */
+
+ngx_int_t
+ngx_http_actingweb_actor_write(ngx_http_request_t *r,
+    ngx_http_actingweb_step_pt step)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ngx_http_actingweb_auth_known(r, ctx) == NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "actingweb write with remembered credentials");
+        ctx->next = step;
+        ctx->fast = 1;
+
+        return step(r);
+    }
+
+    return ngx_http_actingweb_actor_load(r, 1, step);
+}
+
+
+/*
+ * A write script found another creator or passphrase hash than the one
+ * sent: after the fast path, check the credentials properly and write
+ * again; after a full check, the actor changed in between.
+ */
+
+ngx_int_t
+ngx_http_actingweb_actor_changed(ngx_http_request_t *r)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx->fast) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "actingweb credentials changed, checking again");
+        ctx->fast = 0;
+        return ngx_http_actingweb_actor_load(r, 1, ctx->next);
+    }
+
+    return ngx_http_actingweb_send_error(r, NGX_HTTP_CONFLICT,
+                                         "actor changed meanwhile, "
+                                         "try again");
+}
+
+
+/*
  * Only sends the read: for pipelining it in front of another command whose
  * handler then calls ngx_http_actingweb_actor_accept().
  */
@@ -500,10 +553,12 @@ ngx_http_actingweb_actor(ngx_http_request_t *r)
 
     ngx_http_actingweb_auth_parse(r, ctx);
 
-    return ngx_http_actingweb_actor_load(r, 1,
-                                         ctx->method == NGX_HTTP_DELETE
-                                         ? ngx_http_actingweb_actor_delete
-                                         : ngx_http_actingweb_actor_get);
+    if (ctx->method == NGX_HTTP_DELETE) {
+        return ngx_http_actingweb_actor_write(r,
+                                              ngx_http_actingweb_actor_delete);
+    }
+
+    return ngx_http_actingweb_actor_load(r, 1, ngx_http_actingweb_actor_get);
 }
 
 
@@ -546,7 +601,8 @@ ngx_http_actingweb_actor_delete(ngx_http_request_t *r)
     if (a == NULL
         || ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
                                          "keys", NULL)
-           != NGX_OK)
+           != NGX_OK
+        || ngx_http_actingweb_redis_creds(r, a) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -570,6 +626,12 @@ ngx_http_actingweb_actor_deleted(ngx_http_request_t *r,
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
+
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -2) {
+        rc = ngx_http_actingweb_actor_changed(r);
+        if (rc == NGX_DONE) {
+            return;
+        }
 
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,

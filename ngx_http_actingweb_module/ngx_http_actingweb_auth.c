@@ -6,9 +6,13 @@
  * passphrase, stored as a salted PBKDF2-SHA256 hash.
  *
  * The key derivation is deliberately slow, so each worker remembers the
- * credentials it has verified: a slot holds SHA-256 over (actor id, user,
- * passphrase, stored hash).  A new passphrase changes the stored hash, so
- * old entries stop matching without any explicit invalidation.
+ * credentials it has verified: a slot, found by SHA-256 over (actor id,
+ * user, passphrase), holds the stored hash they matched.  A request whose
+ * stored hash is still that one needs no key derivation; a new passphrase
+ * changes the stored hash, so old entries stop matching by themselves.
+ * Writes use the same memory to skip reading the actor first: they send
+ * the remembered hash along and the write script checks it (one round
+ * trip), see ngx_http_actingweb_auth_known().
  */
 
 
@@ -24,6 +28,14 @@
 #define NGX_HTTP_ACTINGWEB_DK_LEN        32
 #define NGX_HTTP_ACTINGWEB_CACHE_SLOTS   4096
 #define NGX_HTTP_ACTINGWEB_DIGEST_LEN    32
+#define NGX_HTTP_ACTINGWEB_HASH_MAX      128
+
+
+typedef struct {
+    u_char                           key[NGX_HTTP_ACTINGWEB_DIGEST_LEN];
+    u_char                           hash[NGX_HTTP_ACTINGWEB_HASH_MAX];
+    size_t                           len;
+} ngx_http_actingweb_cred_t;
 
 /* a passphrase used as trustee bearer must carry more than 80 bits */
 #define NGX_HTTP_ACTINGWEB_TRUSTEE_MIN   13
@@ -33,9 +45,9 @@ static ngx_int_t ngx_http_actingweb_auth_verify(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_str_t *pass);
 static ngx_int_t ngx_http_actingweb_kdf_check(ngx_http_request_t *r,
     ngx_str_t *stored, ngx_str_t *pass);
-static u_char *ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
-    ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_str_t *pass,
-    u_char *digest);
+static ngx_http_actingweb_cred_t *ngx_http_actingweb_cache_slot(
+    ngx_http_request_t *r, ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user,
+    ngx_str_t *pass, u_char *key);
 
 
 void
@@ -148,36 +160,93 @@ static ngx_int_t
 ngx_http_actingweb_auth_verify(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_str_t *pass)
 {
-    u_char                          *slot;
     ngx_int_t                        rc;
+    ngx_str_t                       *h;
+    ngx_http_actingweb_cred_t       *slot;
     ngx_http_actingweb_main_conf_t  *amcf;
-    u_char                           digest[NGX_HTTP_ACTINGWEB_DIGEST_LEN];
+    u_char                           key[NGX_HTTP_ACTINGWEB_DIGEST_LEN];
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+    h = &ctx->actor.pwhash;
 
-    slot = ngx_http_actingweb_cache_slot(r, ctx, user, pass, digest);
+    slot = ngx_http_actingweb_cache_slot(r, ctx, user, pass, key);
 
-    if (slot && CRYPTO_memcmp(slot, digest, sizeof(digest)) == 0) {
+    if (slot
+        && ngx_memcmp(slot->key, key, sizeof(key)) == 0
+        && slot->len == h->len
+        && CRYPTO_memcmp(slot->hash, h->data, h->len) == 0)
+    {
         amcf->stats.auth_cache_hits++;
         return NGX_OK;
     }
 
     amcf->stats.auth_kdf_runs++;
 
-    rc = ngx_http_actingweb_kdf_check(r, &ctx->actor.pwhash, pass);
+    rc = ngx_http_actingweb_kdf_check(r, h, pass);
 
-    if (rc == NGX_OK && slot) {
-        ngx_memcpy(slot, digest, sizeof(digest));
+    if (rc == NGX_OK && slot && h->len <= NGX_HTTP_ACTINGWEB_HASH_MAX) {
+        ngx_memcpy(slot->key, key, sizeof(key));
+        ngx_memcpy(slot->hash, h->data, h->len);
+        slot->len = h->len;
     }
 
     return rc;
 }
 
 
-static u_char *
+/*
+ * For writes: if this worker verified these credentials before, fill
+ * ctx->actor with the creator and the stored hash they matched, without
+ * asking Redis.  The write script then checks both before it writes, so a
+ * changed passphrase (or creator) refuses the write instead of trusting a
+ * stale memory.  NGX_DECLINED: not known, read the actor first.
+ */
+
+ngx_int_t
+ngx_http_actingweb_auth_known(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx)
+{
+    ngx_str_t                   user;
+    ngx_http_actingweb_cred_t  *slot;
+    u_char                      key[NGX_HTTP_ACTINGWEB_DIGEST_LEN];
+
+    if (ctx->auth == NGX_HTTP_ACTINGWEB_AUTH_BASIC) {
+        user = ctx->user;
+
+    } else if (ctx->auth == NGX_HTTP_ACTINGWEB_AUTH_BEARER
+               && ctx->pass.len >= NGX_HTTP_ACTINGWEB_TRUSTEE_MIN)
+    {
+        ngx_str_set(&user, "trustee");
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    slot = ngx_http_actingweb_cache_slot(r, ctx, &user, &ctx->pass, key);
+
+    if (slot == NULL || slot->len == 0
+        || ngx_memcmp(slot->key, key, sizeof(key)) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx->actor.pwhash.data = ngx_pnalloc(r->pool, slot->len);
+    if (ctx->actor.pwhash.data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(ctx->actor.pwhash.data, slot->hash, slot->len);
+    ctx->actor.pwhash.len = slot->len;
+    ctx->actor.creator = user;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_actingweb_cred_t *
 ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_str_t *pass,
-    u_char *digest)
+    u_char *key)
 {
     u_char                          *buf, *p;
     size_t                           len;
@@ -190,7 +259,7 @@ ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
     if (amcf->auth_cache == NULL) {
         amcf->auth_cache = ngx_pcalloc(ngx_cycle->pool,
                                        NGX_HTTP_ACTINGWEB_CACHE_SLOTS
-                                       * NGX_HTTP_ACTINGWEB_DIGEST_LEN);
+                                       * sizeof(ngx_http_actingweb_cred_t));
         if (amcf->auth_cache == NULL) {
             return NULL;
         }
@@ -203,31 +272,28 @@ ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
 
     /* length-prefixed fields, so that no two inputs collide */
 
-    len = ctx->actor_id.len + user->len + pass->len + ctx->actor.pwhash.len
-          + 4 * NGX_SIZE_T_LEN;
+    len = ctx->actor_id.len + user->len + pass->len + 3 * NGX_SIZE_T_LEN;
 
     buf = ngx_pnalloc(r->pool, len);
     if (buf == NULL) {
         return NULL;
     }
 
-    p = ngx_sprintf(buf, "%uz:%V%uz:%V%uz:%V%uz:%V",
+    p = ngx_sprintf(buf, "%uz:%V%uz:%V%uz:%V",
                     ctx->actor_id.len, &ctx->actor_id, user->len, user,
-                    pass->len, pass, ctx->actor.pwhash.len,
-                    &ctx->actor.pwhash);
+                    pass->len, pass);
 
-    if (EVP_Digest(buf, p - buf, digest, &mdlen,
+    if (EVP_Digest(buf, p - buf, key, &mdlen,
                    amcf->auth_md ? amcf->auth_md : EVP_sha256(), NULL)
         != 1)
     {
         return NULL;
     }
 
-    ngx_memcpy(&idx, digest, sizeof(uint32_t));
+    ngx_memcpy(&idx, key, sizeof(uint32_t));
 
-    return amcf->auth_cache
-           + (idx % NGX_HTTP_ACTINGWEB_CACHE_SLOTS)
-             * NGX_HTTP_ACTINGWEB_DIGEST_LEN;
+    return (ngx_http_actingweb_cred_t *) amcf->auth_cache
+           + idx % NGX_HTTP_ACTINGWEB_CACHE_SLOTS;
 }
 
 

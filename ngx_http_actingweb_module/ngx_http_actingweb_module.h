@@ -139,6 +139,7 @@ struct ngx_http_actingweb_ctx_s {
     ngx_str_t                       body;
     unsigned                        body_read:1;
     unsigned                        need_auth:1;
+    unsigned                        fast:1;          /* auth_known write */
 
     ngx_http_actingweb_auth_e       auth;
     ngx_str_t                       user;
@@ -212,6 +213,8 @@ ngx_int_t ngx_http_actingweb_auth_hash(ngx_http_request_t *r,
     ngx_str_t *passphrase, ngx_str_t *out);
 ngx_int_t ngx_http_actingweb_auth_reply(ngx_http_request_t *r,
     ngx_int_t rc);
+ngx_int_t ngx_http_actingweb_auth_known(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx);
 void ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf);
 
 /* actor.c */

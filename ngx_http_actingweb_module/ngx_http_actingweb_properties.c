@@ -77,7 +77,7 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
         }
 
         if (ctx->nsegs == 1) {
-            return ngx_http_actingweb_actor_load(r, 1,
+            return ngx_http_actingweb_actor_write(r,
                                              ngx_http_actingweb_prop_put);
         }
 
@@ -85,7 +85,7 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
 
     case NGX_HTTP_DELETE:
         if (ctx->nsegs <= 1) {
-            return ngx_http_actingweb_actor_load(r, 1,
+            return ngx_http_actingweb_actor_write(r,
                                              ngx_http_actingweb_prop_delete);
         }
 
@@ -93,7 +93,7 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
 
     default: /* POST */
         if (ctx->nsegs == 0) {
-            return ngx_http_actingweb_actor_load(r, 1,
+            return ngx_http_actingweb_actor_write(r,
                                              ngx_http_actingweb_prop_post);
         }
 
@@ -747,6 +747,15 @@ ngx_http_actingweb_prop_written(ngx_http_request_t *r,
         goto done;
     }
 
+    if (reply->integer == -2) {
+        rc = ngx_http_actingweb_actor_changed(r);
+        if (rc == NGX_DONE) {
+            return;
+        }
+
+        goto done;
+    }
+
     if (reply->integer == -1) {
         if (++ctx->retries < NGX_HTTP_ACTINGWEB_CAS_RETRIES) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -1015,12 +1024,18 @@ ngx_http_actingweb_prop_path(ngx_http_request_t *r, ngx_uint_t n,
 }
 
 
-/* KEYS of every property write script: actor, props, changes */
+/* KEYS and first ARGV of every property write script */
 
 static ngx_int_t
 ngx_http_actingweb_prop_keys(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a)
 {
-    return ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
-                                         NULL);
+    if (ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
+                                      NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_actingweb_redis_creds(r, a);
 }

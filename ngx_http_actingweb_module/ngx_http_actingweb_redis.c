@@ -735,6 +735,28 @@ ngx_http_actingweb_redis_keys(ngx_http_request_t *r,
 }
 
 
+/* ARGV[1..2] of every write script: who writes, and the hash checked */
+
+ngx_int_t
+ngx_http_actingweb_redis_creds(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ngx_http_actingweb_redis_arg(a, ctx->actor.creator.data,
+                                     ctx->actor.creator.len)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_actingweb_redis_arg(a, ctx->actor.pwhash.data,
+                                        ctx->actor.pwhash.len);
+}
+
+
 ngx_int_t
 ngx_http_actingweb_redis_argf(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a, const char *fmt, ...)

@@ -74,6 +74,8 @@ ngx_int_t ngx_http_actingweb_redis_key(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a, ngx_str_t *id, const char *suffix);
 ngx_int_t ngx_http_actingweb_redis_keys(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a, ...);
+ngx_int_t ngx_http_actingweb_redis_creds(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a);
 ngx_int_t ngx_http_actingweb_redis_argf(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a, const char *fmt, ...);
 
@@ -99,6 +101,9 @@ ngx_int_t ngx_http_actingweb_scripts_init(ngx_log_t *log);
 /* actor.c: shared steps of every actor endpoint */
 ngx_int_t ngx_http_actingweb_actor_load(ngx_http_request_t *r,
     ngx_uint_t auth, ngx_http_actingweb_step_pt next);
+ngx_int_t ngx_http_actingweb_actor_write(ngx_http_request_t *r,
+    ngx_http_actingweb_step_pt step);
+ngx_int_t ngx_http_actingweb_actor_changed(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_actor_fetch(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_actor_accept(ngx_http_request_t *r,
     ngx_uint_t auth, ngx_int_t *rc);

@@ -32,8 +32,16 @@
     "             'path', path, 'op', op, 'value', value)\n"                  \
     "end\n"
 
-#define NGX_HTTP_ACTINGWEB_LUA_ACTOR                                          \
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+/*
+ * Every write starts with ARGV[1] = creator and ARGV[2] = the stored
+ * passphrase hash the request's credentials were verified against: the
+ * write happens only if both are still current (0: no actor, -2: changed).
+ */
+
+#define NGX_HTTP_ACTINGWEB_LUA_AUTH                                           \
+    "local a = redis.call('HMGET', KEYS[1], 'creator', 'pw')\n"               \
+    "if not a[1] then return 0 end\n"                                         \
+    "if a[1] ~= ARGV[1] or a[2] ~= ARGV[2] then return -2 end\n"
 
 
 ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
@@ -49,69 +57,71 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes, keys */
+    /* KEYS: actor, props, changes, keys; ARGV: creator, pw */
     { "actor_delete",
-      NGX_HTTP_ACTINGWEB_LUA_ACTOR
+      NGX_HTTP_ACTINGWEB_LUA_AUTH
       "local extra = redis.call('SMEMBERS', KEYS[4])\n"
       "for i = 1, #extra do redis.call('DEL', extra[i]) end\n"
       "for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end\n"
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes; ARGV: name, stored, path, value */
+    /* KEYS: actor, props, changes; ARGV: creator, pw, name, stored,
+       path, value */
     { "prop_set",
       NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_ACTOR
-      "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
-      "emit(ARGV[3], 'set', ARGV[4])\n"
+      NGX_HTTP_ACTINGWEB_LUA_AUTH
+      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])\n"
+      "emit(ARGV[5], 'set', ARGV[6])\n"
       "return 1\n",
       "" },
 
     /*
-     * KEYS: actor, props, changes;
-     * ARGV: name, had ("0"/"1"), old stored, new stored, path, op, value
+     * KEYS: actor, props, changes; ARGV: creator, pw, name, had ("0"/"1"),
+     * old stored, new stored, path, op, value
      * returns -1 when the value changed since it was read
      */
     { "prop_cas",
       NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_ACTOR
-      "local cur = redis.call('HGET', KEYS[2], ARGV[1])\n"
-      "if ARGV[2] == '1' then\n"
-      "  if cur ~= ARGV[3] then return -1 end\n"
+      NGX_HTTP_ACTINGWEB_LUA_AUTH
+      "local cur = redis.call('HGET', KEYS[2], ARGV[3])\n"
+      "if ARGV[4] == '1' then\n"
+      "  if cur ~= ARGV[5] then return -1 end\n"
       "elseif cur then return -1 end\n"
-      "redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])\n"
-      "emit(ARGV[5], ARGV[6], ARGV[7])\n"
+      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])\n"
+      "emit(ARGV[7], ARGV[8], ARGV[9])\n"
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes; ARGV: name, path */
+    /* KEYS: actor, props, changes; ARGV: creator, pw, name, path */
     { "prop_del",
       NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_ACTOR
-      "if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then\n"
-      "  emit(ARGV[2], 'delete', '\"\"')\n"
+      NGX_HTTP_ACTINGWEB_LUA_AUTH
+      "if redis.call('HDEL', KEYS[2], ARGV[3]) == 1 then\n"
+      "  emit(ARGV[4], 'delete', '\"\"')\n"
       "end\n"
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes */
+    /* KEYS: actor, props, changes; ARGV: creator, pw */
     { "prop_del_all",
       NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_ACTOR
+      NGX_HTTP_ACTINGWEB_LUA_AUTH
       "if redis.call('DEL', KEYS[2]) == 1 then\n"
       "  emit('[]', 'delete', '\"\"')\n"
       "end\n"
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes; ARGV: value, name1, stored1, ... */
+    /* KEYS: actor, props, changes;
+       ARGV: creator, pw, value, name1, stored1, ... */
     { "prop_post",
       NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_ACTOR
-      "for i = 2, #ARGV, 2 do\n"
+      NGX_HTTP_ACTINGWEB_LUA_AUTH
+      "for i = 4, #ARGV, 2 do\n"
       "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
       "end\n"
-      "emit('[]', 'merge', ARGV[1])\n"
+      "emit('[]', 'merge', ARGV[3])\n"
       "return 1\n",
       "" },
 

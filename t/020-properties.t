@@ -10,6 +10,8 @@ use warnings;
 use lib 't/lib';
 use ActingWeb::Test;
 
+use HTTP::Tiny ();
+
 add_block_preprocessor(sub {
     my $block = shift;
     # every block talks to the same actor as its creator
@@ -347,3 +349,50 @@ Content-Length: 7
 ["", "Authorization: {{basic:alice:other}}"]
 --- error_code eval
 [201, 403]
+
+
+
+=== TEST 27: a write with credentials this worker verified skips the actor read
+--- config
+    location /aw/ { actingweb; }
+--- init
+# a read verifies the credentials (and the worker remembers them)
+my $port = ActingWeb::Test::wait_for_server();
+my $res = HTTP::Tiny->new->get(
+    "http://127.0.0.1:$port/aw/" . ActingWeb::Test::captured('id')
+    . "/properties",
+    { headers => { Authorization => ActingWeb::Test::basic_auth('alice',
+                                                                'pw') } });
+die "warm-up GET: $res->{status}\n" unless $res->{status} == 200;
+--- request
+PUT /aw/{{id}}/properties/fast
+yes
+--- error_code: 204
+--- error_log
+actingweb write with remembered credentials
+
+
+
+=== TEST 28: passphrase changed in Redis: remembered credentials no longer write
+--- config
+    location /aw/ { actingweb; }
+--- init
+# give alice's actor the passphrase hash of another actor ("other")
+my $p = $ENV{TEST_NGINX_REDIS_PREFIX};
+my $me = ActingWeb::Test::captured('id');
+my ($other) = grep { $_ ne "{$me}:actor" } grep { /:actor$/ }
+              ActingWeb::Test::redis_keys();
+my $hash = ActingWeb::Test::redis_cmd('HGET', "$p:$other", 'pw');
+ActingWeb::Test::redis_cmd('HSET', "$p:{$me}:actor", 'pw', $hash);
+--- request eval
+["PUT /aw/{{id}}/properties/fast\nstolen", "GET /aw/{{id}}/properties/fast",
+ "DELETE /aw/{{id}}/properties/fast", "POST /aw/{{id}}/properties\n{\"x\":1}",
+ "GET /aw/{{id}}/properties/fast"]
+--- more_headers eval
+["Authorization: {{basic:alice:pw}}", "Authorization: {{basic:alice:other}}",
+ "Authorization: {{basic:alice:pw}}", "Authorization: {{basic:alice:pw}}",
+ "Authorization: {{basic:alice:other}}"]
+--- error_code eval
+[403, 200, 403, 403, 200]
+--- response_body eval
+[qr/access denied/, "yes", qr/access denied/, qr/access denied/, "yes"]
