@@ -137,7 +137,6 @@ ngx_http_actingweb_body_handler(ngx_http_request_t *r)
     rc = ngx_http_actingweb_join_body(r, ctx);
 
     if (rc == NGX_OK) {
-        ctx->body_read = 1;
         rc = ngx_http_actingweb_dispatch(r);
 
     } else {

@@ -137,7 +137,6 @@ struct ngx_http_actingweb_ctx_s {
     ngx_uint_t                      nsegs;
 
     ngx_str_t                       body;
-    unsigned                        body_read:1;
     unsigned                        need_auth:1;
     unsigned                        fast:1;          /* auth_known write */
 

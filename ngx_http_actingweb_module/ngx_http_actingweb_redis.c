@@ -37,7 +37,6 @@ struct ngx_http_actingweb_redis_s {
     ngx_event_t                          reset;
     ngx_msec_t                           backoff;
     ngx_uint_t                           state;
-    ngx_uint_t                           pending;
     ngx_log_t                           *log;
     ngx_http_actingweb_main_conf_t      *amcf;
     unsigned                             exiting:1;
@@ -758,26 +757,6 @@ ngx_http_actingweb_redis_creds(ngx_http_request_t *r,
 
 
 ngx_int_t
-ngx_http_actingweb_redis_argf(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_args_t *a, const char *fmt, ...)
-{
-    u_char   *p, *last;
-    va_list   args;
-
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    va_start(args, fmt);
-    last = ngx_vslprintf(p, p + NGX_INT64_LEN * 2, fmt, args);
-    va_end(args);
-
-    return ngx_http_actingweb_redis_arg(a, p, last - p);
-}
-
-
-ngx_int_t
 ngx_http_actingweb_redis_command(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a,
     ngx_http_actingweb_redis_handler_pt handler)
@@ -902,8 +881,6 @@ ngx_http_actingweb_redis_send(ngx_http_actingweb_redis_op_t *op)
         return NGX_ERROR;
     }
 
-    op->redis->pending++;
-
     return NGX_OK;
 }
 
@@ -920,7 +897,6 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
     ngx_http_actingweb_redis_status_e   status;
 
     rd = op->redis;
-    rd->pending--;
 
     r = op->request;
 

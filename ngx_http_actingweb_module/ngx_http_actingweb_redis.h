@@ -76,8 +76,6 @@ ngx_int_t ngx_http_actingweb_redis_keys(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a, ...);
 ngx_int_t ngx_http_actingweb_redis_creds(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a);
-ngx_int_t ngx_http_actingweb_redis_argf(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_args_t *a, const char *fmt, ...);
 
 ngx_int_t ngx_http_actingweb_redis_command(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a,
