@@ -12,14 +12,11 @@ use ActingWeb::Test;
 
 use HTTP::Tiny ();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    # every block talks to the same actor as its creator
-    $block->set_value(config => "    location /aw/ { actingweb; }\n")
-        unless defined $block->config;
-    $block->set_value(more_headers => "Authorization: {{basic:alice:pw}}\n")
-        unless defined $block->more_headers;
-});
+# every block talks to the same actor as its creator
+block_defaults(
+    config       => "    location /aw/ { actingweb; }\n",
+    more_headers => "Authorization: {{basic:alice:pw}}\n",
+);
 
 run_tests();
 

@@ -43,18 +43,16 @@ my $big_text = 'x' x 200000;
 
 our ($Deep, $Many, $BigText) = ($deep, $many, $big_text);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value(config => <<'CONF') unless defined $block->config;
+block_defaults(
+    config       => <<'CONF',
     location /aw/ {
         actingweb;
         client_max_body_size 2m;
         client_body_buffer_size 16k;
     }
 CONF
-    $block->set_value(more_headers => "Authorization: {{basic:c:pw}}\n")
-        unless defined $block->more_headers;
-});
+    more_headers => "Authorization: {{basic:c:pw}}\n",
+);
 
 run_tests();
 

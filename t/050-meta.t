@@ -9,9 +9,7 @@ use warnings;
 use lib 't/lib';
 use ActingWeb::Test;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value(config => <<'CONF') unless defined $block->config;
+block_defaults(config => <<'CONF');
     location /aw/ {
         actingweb;
         actingweb_type urn:actingweb:example.org:meta-test;
@@ -23,7 +21,6 @@ add_block_preprocessor(sub {
         actingweb;
     }
 CONF
-});
 
 run_tests();
 

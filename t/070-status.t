@@ -6,13 +6,10 @@ use warnings;
 use lib 't/lib';
 use ActingWeb::Test;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value(config => <<'CONF') unless defined $block->config;
+block_defaults(config => <<'CONF');
     location /aw/ { actingweb; }
     location = /status { actingweb_status; }
 CONF
-});
 
 run_tests();
 

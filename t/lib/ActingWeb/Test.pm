@@ -74,6 +74,7 @@ BEGIN {
 our @EXPORT = qw(
     run_tests no_actingweb_defaults captured basic_auth
     redis_cmd redis_key redis_keys redis_cleanup wait_for_server
+    block_defaults
 );
 
 # Export our helpers, then let Test::Nginx::Socket export its API (and
@@ -209,6 +210,20 @@ sub captured ($) {
     my ($name) = @_;
     return $Captured{$name} if exists $Captured{$name};
     die "ActingWeb::Test: nothing was captured as '$name'\n";
+}
+
+# Sections every block of a file gets unless it has its own, e.g.
+#     block_defaults(config => "location /aw/ { actingweb; }\n");
+# (a block preprocessor, so placeholders in the values are expanded too)
+sub block_defaults (@) {
+    my %defaults = @_;
+    Test::Nginx::Socket::add_block_preprocessor(sub {
+        my $block = shift;
+        for my $name (sort keys %defaults) {
+            $block->set_value($name => $defaults{$name})
+                unless defined $block->$name;
+        }
+    });
 }
 
 # For clients started from "--- init": the runner's own requests wait for
