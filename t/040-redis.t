@@ -16,6 +16,7 @@ if ($ENV{TEST_NGINX_USE_VALGRIND}) {
 }
 
 use File::Temp ();
+use IO::Select ();
 use IO::Socket::INET ();
 use POSIX ();
 
@@ -71,17 +72,57 @@ sub later {
     POSIX::_exit(0);
 }
 
+# A Redis that accepts, records what it is sent and never answers: shows
+# that a command really is in flight.
+our $HungLog = "$Dir/hung.log";
+our $HungPid;
+{
+    my $l = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+        or die "listen: $!";
+    $ENV{TEST_NGINX_HUNG_PORT} = $l->sockport;
+    $HungPid = fork // die "fork: $!";
+    if ($HungPid == 0) {
+        my $sel = IO::Select->new($l);
+        while (my @ready = $sel->can_read) {
+            for my $s (@ready) {
+                if ($s == $l) { $sel->add($l->accept); next }
+                my $n = sysread $s, my $buf, 65536;
+                if (!$n) { $sel->remove($s); close $s; next }
+                open my $fh, '>>', $HungLog or die $!;
+                print {$fh} $buf;
+                close $fh;
+            }
+        }
+        POSIX::_exit(0);
+    }
+}
+
+# true once Redis stops answering (inside DEBUG SLEEP)
+sub redis_busy {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $Port) or return 0;
+    print {$s} "PING\r\n";
+    return !IO::Select->new($s)->can_read(0.05);
+}
+
 redis_start();
-END { redis_cli('shutdown', 'nosave') if $$ == $Mine && $Port }
+END {
+    return unless $$ == $Mine;
+    kill 'KILL', $HungPid if $HungPid;
+    redis_cli('shutdown', 'nosave') if $Port;
+}
 
 add_block_preprocessor(sub {
     my $block = shift;
     my $redis = $block->redis // "127.0.0.1:\$TEST_NGINX_OWN_REDIS_PORT";
     my $extra = $block->redis_extra // '';
+    my $timeout = $block->redis_timeout // '300ms';
     chomp $redis;
+    chomp $timeout;
     $block->set_value(http_config => <<"CONF");
     actingweb_redis $redis;
-    actingweb_redis_timeout 300ms;
+    actingweb_redis_timeout $timeout;
     $extra
 CONF
     $block->set_value(config => <<'CONF');
@@ -152,21 +193,30 @@ qr/actingweb: redis .*(did not answer in 300 ms|connect timed out)/
 
 
 === TEST 5: one worker keeps serving while an actor request waits on Redis
---- redis: 127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT
+--- redis: 127.0.0.1:$TEST_NGINX_HUNG_PORT
+--- redis_timeout: 2s
 --- init
-# an actor request is in flight (its Redis never answers) ...
+# an actor request whose command has reached a Redis that never answers
+unlink $main::HungLog;
 my $port = ActingWeb::Test::wait_for_server();
 main::later(0, sub {
     qx{curl -s -o /dev/null -X POST http://127.0.0.1:$port/aw/};
 });
-select undef, undef, undef, 0.1;
+my $sent = '';
+for (1 .. 100) {
+    $sent = do { local (@ARGV, $/) = $main::HungLog; <> } // ''
+        if -e $main::HungLog;
+    last if $sent =~ /EVALSHA/;
+    select undef, undef, undef, 0.02;
+}
+die "the actor request never reached Redis\n" unless $sent =~ /EVALSHA/;
 --- request
 GET /plain
 --- response_body
 ok
---- wait: 0.5
+--- wait: 2
 --- error_log eval
-qr/actingweb: redis .*(did not answer in 300 ms|connect timed out)/
+qr/actingweb: redis .*(did not answer in 2000 ms|connect timed out)/
 --- no_error_log
 [alert]
 [crit]
@@ -176,7 +226,7 @@ qr/actingweb: redis .*(did not answer in 300 ms|connect timed out)/
 === TEST 6: Redis goes away and comes back: 503, then served again, no reload
 --- init
 main::redis_cli('shutdown', 'nosave');
-main::later(0.3, \&main::redis_start);
+main::later(0.6, \&main::redis_start);
 --- request eval
 ["POST /aw/", "GET /delay", "POST /aw/"]
 --- error_code eval
@@ -193,7 +243,7 @@ main::later(0.3, \&main::redis_start);
 === TEST 7: slow Redis (DEBUG SLEEP): 503 in time, the connection is reset and works again
 --- init
 main::later(0, sub { main::redis_cli('debug', 'sleep', '0.8') });
-select undef, undef, undef, 0.1;
+for (1 .. 50) { last if main::redis_busy(); select undef, undef, undef, 0.02 }
 --- request eval
 ["POST /aw/", "GET /delay", "POST /aw/"]
 --- error_code eval
