@@ -73,7 +73,12 @@ ngx_http_actingweb_status_handler(ngx_http_request_t *r)
     ngx_http_actingweb_main_conf_t  *amcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        if (ngx_http_actingweb_header(r, "Allow", "GET, HEAD") == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                             "method not allowed");
     }
 
     rc = ngx_http_discard_request_body(r);

@@ -46,6 +46,10 @@ qr/^# HELP actingweb_requests_total actor requests handled\n# TYPE actingweb_req
 --- request
 POST /status
 --- error_code: 405
+--- response_headers
+Allow: GET, HEAD
+Content-Type: application/json
+--- response_body: {"error":{"code":405,"message":"method not allowed"}}
 
 
 
