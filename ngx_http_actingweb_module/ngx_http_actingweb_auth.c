@@ -129,6 +129,12 @@ ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
             || ngx_strncmp(ctx->user.data, ctx->actor.creator.data,
                            ctx->user.len) != 0)
         {
+            /*
+             * as costly as a wrong passphrase (and never cached), so that
+             * the answer time does not tell whether a creator name is right
+             */
+            (void) ngx_http_actingweb_kdf_check(r, &ctx->actor.pwhash,
+                                                &ctx->pass);
             return NGX_HTTP_FORBIDDEN;
         }
 

@@ -99,11 +99,13 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
                                            ngx_http_actingweb_body_handler);
 
         if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            return ngx_http_actingweb_send_error(r, rc,
-                       rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
-                       ? "request body too large"
-                       : rc == NGX_HTTP_BAD_REQUEST ? "malformed request body"
-                                                    : "request body failed");
+            /*
+             * nginx's own error response closes the connection when the
+             * body was left unread (the JSON filter rewrites the page);
+             * answering here with keepalive on would run the rest of a
+             * malformed body as the next request
+             */
+            return rc;
         }
 
         return NGX_DONE;
@@ -140,8 +142,7 @@ ngx_http_actingweb_body_handler(ngx_http_request_t *r)
         rc = ngx_http_actingweb_dispatch(r);
 
     } else {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           "request body could not be read");
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (rc != NGX_DONE) {
@@ -325,8 +326,8 @@ ngx_http_actingweb_not_allowed(ngx_http_request_t *r, const char *allow,
 
 /*
  * The spec requires "_method=<METHOD>" wherever a method other than GET
- * or POST is used (HTML forms and links cannot send them); POST may also
- * use X-HTTP-Method-Override.  HEAD is served as GET without a body.
+ * or POST is used (HTML forms cannot send them); POST may also use
+ * X-HTTP-Method-Override.  HEAD is served as GET without a body.
  */
 
 static ngx_int_t
@@ -379,6 +380,19 @@ ngx_http_actingweb_method(ngx_http_request_t *r,
 
     if (value.len == 0) {
         return NGX_OK;
+    }
+
+    /*
+     * Only a POST is overridden: a link or an image must not delete or
+     * write with the Basic credentials a browser has cached (CSRF).
+     */
+
+    if (r->method != NGX_HTTP_POST
+        && !(value.len == 3
+             && ngx_strncasecmp(value.data, (u_char *) "GET", 3) == 0))
+    {
+        *err = "method override needs a POST request";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     if (value.len == 3 && ngx_strncasecmp(value.data, (u_char *) "GET", 3)

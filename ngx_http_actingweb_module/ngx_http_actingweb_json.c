@@ -13,6 +13,7 @@
 
 
 static void ngx_http_actingweb_json_cleanup(void *data);
+static ngx_int_t ngx_http_actingweb_json_has_nul(u_char *p, size_t len);
 static ngx_int_t ngx_http_actingweb_json_depth(cJSON *json, ngx_uint_t depth);
 static ngx_int_t ngx_http_actingweb_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_actingweb_body_filter(ngx_http_request_t *r,
@@ -209,7 +210,9 @@ cJSON *
 ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data, size_t len,
     const char **err)
 {
+    u_char              *p;
     cJSON               *json;
+    const char          *end;
     ngx_pool_cleanup_t  *cln;
 
     if (len == 0) {
@@ -228,10 +231,25 @@ ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data, size_t len,
         return NULL;
     }
 
-    json = cJSON_ParseWithLength((const char *) data, len);
+    if (ngx_http_actingweb_json_has_nul(data, len)) {
+        *err = "\\u0000 is not supported in JSON strings";
+        return NULL;
+    }
+
+    json = cJSON_ParseWithLengthOpts((const char *) data, len, &end, 0);
     if (json == NULL) {
         *err = "malformed JSON";
         return NULL;
+    }
+
+    /* cJSON stops after the first value: anything but space is an error */
+
+    for (p = (u_char *) end; p < data + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(json);
+            *err = "malformed JSON: data after the value";
+            return NULL;
+        }
     }
 
     cln->handler = ngx_http_actingweb_json_cleanup;
@@ -266,6 +284,40 @@ ngx_http_actingweb_json_guard(ngx_http_request_t *r, cJSON *json)
 }
 
 
+/*
+ * "\u0000" in a JSON string (an escape, not an escaped backslash): cJSON
+ * keeps strings NUL-terminated and would cut the value there silently.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_json_has_nul(u_char *p, size_t len)
+{
+    u_char      *last;
+    ngx_uint_t   slashes;
+
+    last = p + len;
+    slashes = 0;
+
+    for ( /* void */ ; p < last; p++) {
+
+        if (*p == '\\') {
+            slashes++;
+            continue;
+        }
+
+        if (slashes % 2 && *p == 'u' && last - p >= 5
+            && ngx_strncmp(p + 1, "0000", 4) == 0)
+        {
+            return 1;
+        }
+
+        slashes = 0;
+    }
+
+    return 0;
+}
+
+
 static void
 ngx_http_actingweb_json_cleanup(void *data)
 {
@@ -278,7 +330,7 @@ ngx_http_actingweb_json_depth(cJSON *json, ngx_uint_t depth)
 {
     cJSON  *child;
 
-    if (depth > NGX_HTTP_ACTINGWEB_JSON_DEPTH) {
+    if (depth >= NGX_HTTP_ACTINGWEB_JSON_DEPTH) {
         return NGX_ERROR;
     }
 
@@ -389,7 +441,7 @@ ngx_http_actingweb_header_filter(ngx_http_request_t *r)
         msg = "request body not received in time";
         break;
     case NGX_HTTP_BAD_REQUEST:
-        msg = "bad request";
+        msg = "malformed request";
         break;
     default:
         msg = status >= 500 ? "internal error" : "request failed";
@@ -440,9 +492,13 @@ ngx_http_actingweb_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
-    /* swallow nginx's HTML, send the JSON once */
+    /* swallow nginx's HTML, send the JSON once; flushes must go on */
 
-    if (ctx->error_sent || in == NULL) {
+    if (in == NULL) {
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    if (ctx->error_sent) {
         return NGX_OK;
     }
 

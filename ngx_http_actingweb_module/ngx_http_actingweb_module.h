@@ -148,6 +148,7 @@ struct ngx_http_actingweb_ctx_s {
     ngx_http_actingweb_actor_state_e  actor_state;
 
     ngx_http_actingweb_step_pt      next;            /* after actor load */
+    cJSON                          *value;           /* parsed PUT body */
     ngx_uint_t                      retries;
     void                           *data;            /* handler state */
 

@@ -132,6 +132,14 @@ ngx_http_actingweb_prop_read(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
+    if (ctx->auth == NGX_HTTP_ACTINGWEB_AUTH_NONE
+        || ctx->auth == NGX_HTTP_ACTINGWEB_AUTH_INVALID)
+    {
+        /* the answer can only be 404 or 401: fetch no values for it */
+        return ngx_http_actingweb_actor_load(r, 1,
+                                             ngx_http_actingweb_prop_read);
+    }
+
     a = ngx_http_actingweb_redis_args(r, 3);
 
     if (a == NULL
@@ -209,22 +217,24 @@ done:
 }
 
 
+/*
+ * All properties as one JSON object, assembled as text: stored JSON goes
+ * in as it was written (no re-printing), text values as JSON strings.
+ */
+
 static ngx_int_t
 ngx_http_actingweb_prop_get_all(ngx_http_request_t *r, redisReply *all)
 {
-    char        *name;
-    cJSON       *out, *v;
-    size_t       i;
+    u_char      *buf, *p, *v;
+    size_t       len, i, vlen;
+    ngx_uint_t   first;
     redisReply  *k, *s;
-
-    out = cJSON_CreateObject();
-    if (out == NULL || ngx_http_actingweb_json_guard(r, out) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     if (all->type != REDIS_REPLY_ARRAY) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    len = sizeof("{}") - 1;
 
     for (i = 0; i + 1 < all->elements; i += 2) {
         k = all->element[i];
@@ -236,24 +246,65 @@ ngx_http_actingweb_prop_get_all(ngx_http_request_t *r, redisReply *all)
             continue;
         }
 
-        v = ngx_http_actingweb_prop_decode(r, (u_char *) s->str, s->len);
-        if (v == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        v = (u_char *) s->str + 1;
+        vlen = s->len - 1;
+
+        len += sizeof("\"\":,") - 1 + k->len
+               + ngx_escape_json(NULL, (u_char *) k->str, k->len) + vlen;
+
+        if (s->str[0] != 'j') {
+            len += sizeof("\"\"") - 1 + ngx_escape_json(NULL, v, vlen);
         }
-
-        name = ngx_pnalloc(r->pool, k->len + 1);
-        if (name == NULL) {
-            cJSON_Delete(v);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_memcpy(name, k->str, k->len);
-        name[k->len] = '\0';
-
-        cJSON_AddItemToObject(out, name, v);
     }
 
-    return ngx_http_actingweb_send_json(r, NGX_HTTP_OK, out);
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = buf;
+    *p++ = '{';
+    first = 1;
+
+    for (i = 0; i + 1 < all->elements; i += 2) {
+        k = all->element[i];
+        s = all->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING
+            || s->len == 0)
+        {
+            continue;
+        }
+
+        if (!first) {
+            *p++ = ',';
+        }
+
+        first = 0;
+
+        *p++ = '"';
+        p = (u_char *) ngx_escape_json(p, (u_char *) k->str, k->len);
+        *p++ = '"';
+        *p++ = ':';
+
+        v = (u_char *) s->str + 1;
+        vlen = s->len - 1;
+
+        if (s->str[0] == 'j') {
+            p = ngx_cpymem(p, v, vlen);
+
+        } else {
+            *p++ = '"';
+            p = (u_char *) ngx_escape_json(p, v, vlen);
+            *p++ = '"';
+        }
+    }
+
+    *p++ = '}';
+
+    return ngx_http_actingweb_send(r, NGX_HTTP_OK,
+                                   &ngx_http_actingweb_json_type,
+                                   buf, p - buf);
 }
 
 
@@ -363,7 +414,9 @@ ngx_http_actingweb_prop_put(ngx_http_request_t *r)
 
 /*
  * Nested PUT or DELETE on /properties/<name>/<a>/<b>: change the JSON in
- * C and write it back only if nobody changed it in between.
+ * C and write it back only if nobody changed it in between.  The body is
+ * parsed once per request; each attempt's trees are freed at once, so
+ * retries under contention do not pile up memory.
  */
 
 static ngx_int_t
@@ -373,7 +426,7 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
     cJSON                            *root, *node, *child, *value, *diff;
     ngx_int_t                         rc;
     ngx_str_t                         next, path, event, *seg;
-    ngx_uint_t                        i, n;
+    ngx_uint_t                        i, n, status;
     const char                       *err, *op;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_redis_args_t  *a;
@@ -382,43 +435,46 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
     seg = ctx->segs;
     n = ctx->nsegs;
     value = NULL;
+    root = NULL;
+    diff = NULL;
+    status = ctx->method == NGX_HTTP_PUT ? NGX_HTTP_CONFLICT
+                                         : NGX_HTTP_NOT_FOUND;
 
     if (ctx->method == NGX_HTTP_PUT) {
-        rc = ngx_http_actingweb_prop_body(r, &value, &next, &err);
-        if (rc != NGX_OK) {
-            return rc == NGX_ERROR ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                                   : ngx_http_actingweb_send_error(r, rc,
-                                                                   err);
+        if (ctx->value == NULL) {
+            rc = ngx_http_actingweb_prop_body(r, &value, &next, &err);
+            if (rc != NGX_OK) {
+                return rc == NGX_ERROR
+                       ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                       : ngx_http_actingweb_send_error(r, rc, err);
+            }
+
+            ctx->value = value;
         }
+
+        value = ctx->value;
     }
 
     if (had && stored->data[0] != 'j') {
-        return ngx_http_actingweb_send_error(r,
-                                   ctx->method == NGX_HTTP_PUT
-                                   ? NGX_HTTP_CONFLICT : NGX_HTTP_NOT_FOUND,
+        return ngx_http_actingweb_send_error(r, status,
                                    "property holds text, not a JSON object");
     }
 
-    if (had) {
-        root = ngx_http_actingweb_prop_decode(r, stored->data, stored->len);
-
-    } else if (ctx->method == NGX_HTTP_PUT) {
-        root = cJSON_CreateObject();
-
-    } else {
+    if (!had && ctx->method != NGX_HTTP_PUT) {
         return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
                                              "property not found");
     }
 
-    if (root == NULL || ngx_http_actingweb_json_guard(r, root) != NGX_OK) {
+    root = had ? ngx_http_actingweb_prop_decode(r, stored->data, stored->len)
+               : cJSON_CreateObject();
+    if (root == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (!cJSON_IsObject(root)) {
-        return ngx_http_actingweb_send_error(r,
-                                   ctx->method == NGX_HTTP_PUT
-                                   ? NGX_HTTP_CONFLICT : NGX_HTTP_NOT_FOUND,
-                                   "property is not a JSON object");
+        rc = ngx_http_actingweb_send_error(r, status,
+                                           "property is not a JSON object");
+        goto done;
     }
 
     /* walk to the parent of the last name, creating objects for PUT */
@@ -431,17 +487,17 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
         if (child == NULL && ctx->method == NGX_HTTP_PUT) {
             child = cJSON_AddObjectToObject(node, (char *) seg[i].data);
             if (child == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+                goto done;
             }
         }
 
         if (child == NULL || !cJSON_IsObject(child)) {
-            return ngx_http_actingweb_send_error(r,
-                                   ctx->method == NGX_HTTP_PUT
-                                   ? NGX_HTTP_CONFLICT : NGX_HTTP_NOT_FOUND,
+            rc = ngx_http_actingweb_send_error(r, status,
                                    child ? "path crosses a value that is "
                                            "not a JSON object"
                                          : "property not found");
+            goto done;
         }
 
         node = child;
@@ -451,8 +507,9 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
 
     if (ctx->method == NGX_HTTP_DELETE) {
         if (child == NULL) {
-            return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                                 "property not found");
+            rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                               "property not found");
+            goto done;
         }
 
         cJSON_DeleteItemFromObjectCaseSensitive(node,
@@ -480,13 +537,10 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
         }
     }
 
-    if (diff == NULL || ngx_http_actingweb_json_guard(r, diff) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     a = ngx_http_actingweb_redis_args(r, 10);
 
-    if (a == NULL
+    if (diff == NULL
+        || a == NULL
         || ngx_http_actingweb_prop_store(r, root, 0, &next) != NGX_OK
         || ngx_http_actingweb_prop_path(r, n, &path) != NGX_OK
         || ngx_http_actingweb_json_print(r, diff, &event) != NGX_OK
@@ -502,14 +556,24 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
            != NGX_OK
         || ngx_http_actingweb_redis_arg(a, event.data, event.len) != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
     }
 
     rc = ngx_http_actingweb_redis_script(r,
                                          NGX_HTTP_ACTINGWEB_SCRIPT_PROP_CAS,
                                          a, ngx_http_actingweb_prop_written);
 
-    return ngx_http_actingweb_redis_started(r, rc);
+    rc = ngx_http_actingweb_redis_started(r, rc);
+
+done:
+
+    /* everything needed was printed into the request pool */
+
+    cJSON_Delete(root);
+    cJSON_Delete(diff);
+
+    return rc;
 }
 
 
@@ -878,7 +942,18 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
 
     *value = json;
 
-    return ngx_http_actingweb_prop_store(r, json, 0, stored);
+    /* as sent: re-printing would round numbers beyond 15 digits */
+
+    stored->data = ngx_pnalloc(r->pool, ctx->body.len + 1);
+    if (stored->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    stored->data[0] = 'j';
+    ngx_memcpy(stored->data + 1, ctx->body.data, ctx->body.len);
+    stored->len = ctx->body.len + 1;
+
+    return NGX_OK;
 }
 
 
@@ -977,7 +1052,8 @@ ngx_http_actingweb_prop_walk(cJSON *node, ngx_str_t *segs, ngx_uint_t n)
 
         if (cJSON_IsArray(node)) {
             idx = ngx_atoi(segs[i].data, segs[i].len);
-            node = idx == NGX_ERROR ? NULL : cJSON_GetArrayItem(node, idx);
+            node = (idx == NGX_ERROR || idx >= cJSON_GetArraySize(node))
+                   ? NULL : cJSON_GetArrayItem(node, (int) idx);
             continue;
         }
 

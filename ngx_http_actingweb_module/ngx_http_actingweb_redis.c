@@ -307,11 +307,11 @@ ngx_http_actingweb_redis_level(ngx_http_actingweb_redis_t *rd)
 static void
 ngx_http_actingweb_redis_schedule(ngx_http_actingweb_redis_t *rd)
 {
+    rd->state = NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE;
+
     if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
         return;
     }
-
-    rd->state = NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE;
 
     if (rd->reconnect.timer_set) {
         return;

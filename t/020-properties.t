@@ -76,7 +76,7 @@ Content-Type: text/plain; charset=utf-8
 --- error_code eval
 [204, 200]
 --- response_body eval
-["", '{"lat":59.9,"tags":["a","b"]}']
+["", '{ "lat" : 59.9, "tags": ["a", "b"] }']
 --- response_headers eval
 ["", "Content-Type: application/json"]
 
@@ -276,18 +276,23 @@ die "a DELETE of a missing property made an event\n" if @del_poem != 1;
 
 
 
-=== TEST 21: _method=PUT override on POST, X-HTTP-Method-Override too
+=== TEST 21: _method=PUT override on POST; never on GET (no CSRF by link)
 --- request eval
 ["POST /aw/{{id}}/properties/ov?_method=PUT\nvia-arg",
  "GET /aw/{{id}}/properties/ov",
  "GET /aw/{{id}}/properties/ov?_method=DELETE",
  "GET /aw/{{id}}/properties/ov",
- "POST /aw/{{id}}/properties/ov2?_method=FROB\nx"]
+ "POST /aw/{{id}}/properties/ov2?_method=FROB\nx",
+ "POST /aw/{{id}}/properties/ov?_method=DELETE",
+ "GET /aw/{{id}}/properties/ov"]
 --- error_code eval
-[204, 200, 204, 404, 400]
+[204, 200, 400, 200, 400, 204, 404]
 --- response_body eval
-["", "via-arg", "", '{"error":{"code":404,"message":"property not found"}}',
- '{"error":{"code":400,"message":"unsupported method override"}}']
+["", "via-arg",
+ '{"error":{"code":400,"message":"method override needs a POST request"}}',
+ "via-arg",
+ '{"error":{"code":400,"message":"unsupported method override"}}', "",
+ '{"error":{"code":404,"message":"property not found"}}']
 
 
 

@@ -249,3 +249,103 @@ Authorization: {{basic:c:pw}}
 Content-Type: text/plain
 --- error_code: 400
 --- response_body: {"error":{"code":400,"message":"text values cannot contain NUL characters"}}
+
+
+
+=== TEST 16: JSON followed by anything but space is not JSON
+--- request eval
+["PUT /aw/{{id}}/properties/tg\n1st place",
+ "GET /aw/{{id}}/properties/tg",
+ "PUT /aw/{{id}}/properties/tg2\n{\"a\":1} junk",
+ "POST /aw/{{id}}/properties\n{\"x\":1}{\"y\":2}",
+ "GET /aw/{{id}}/properties/x",
+ "POST /aw/\n{\"creator\":\"a\"} trailing"]
+--- more_headers eval
+["Authorization: {{basic:c:pw}}", "Authorization: {{basic:c:pw}}",
+ "Authorization: {{basic:c:pw}}\nContent-Type: application/json",
+ "Authorization: {{basic:c:pw}}", "Authorization: {{basic:c:pw}}", ""]
+--- error_code eval
+[204, 200, 400, 400, 404, 400]
+--- response_body eval
+["", "1st place",
+ '{"error":{"code":400,"message":"malformed JSON: data after the value"}}',
+ '{"error":{"code":400,"message":"malformed JSON: data after the value"}}',
+ '{"error":{"code":404,"message":"property not found"}}',
+ '{"error":{"code":400,"message":"malformed JSON: data after the value"}}']
+
+
+
+=== TEST 17: "\u0000" in a JSON string is refused, not cut short
+--- request eval
+["PUT /aw/{{id}}/properties/nulj\n\"ab\\u0000cd\"",
+ "POST /aw/{{id}}/properties\n{\"k\": \"x\\u0000y\"}",
+ "PUT /aw/{{id}}/properties/slash\n\"a\\\\u0000b\"",
+ "GET /aw/{{id}}/properties/slash"]
+--- more_headers
+Authorization: {{basic:c:pw}}
+Content-Type: application/json
+--- error_code eval
+[400, 400, 204, 200]
+--- response_body eval
+['{"error":{"code":400,"message":"\\\\u0000 is not supported in JSON strings"}}',
+ '{"error":{"code":400,"message":"\\\\u0000 is not supported in JSON strings"}}',
+ "", '"a\\\\u0000b"']
+
+
+
+=== TEST 18: big integers keep every digit (stored as sent)
+--- request eval
+["PUT /aw/{{id}}/properties/bigint\n9007199254740993",
+ "GET /aw/{{id}}/properties/bigint",
+ "PUT /aw/{{id}}/properties/bigobj\n{\"ns\": 1732480000123456789}",
+ "GET /aw/{{id}}/properties/bigobj"]
+--- error_code eval
+[204, 200, 204, 200]
+--- response_body eval
+["", "9007199254740993", "", '{"ns": 1732480000123456789}']
+
+
+
+=== TEST 19: ... also in GET /properties, which inserts stored JSON as it is
+--- request
+GET /aw/{{id}}/properties
+--- response_body_like: ^(?=.*"bigint":9007199254740993[,}])(?=.*"bigobj":\{"ns": 1732480000123456789\}[,}])
+
+
+
+=== TEST 20: array indexes beyond the array (or beyond int) are 404
+--- request eval
+["PUT /aw/{{id}}/properties/arr\n[10, 11]",
+ "GET /aw/{{id}}/properties/arr/1",
+ "GET /aw/{{id}}/properties/arr/2",
+ "GET /aw/{{id}}/properties/arr/4294967297"]
+--- error_code eval
+[204, 200, 404, 404]
+--- response_body eval
+["", "11", '{"error":{"code":404,"message":"property not found"}}',
+ '{"error":{"code":404,"message":"property not found"}}']
+
+
+
+=== TEST 21: a malformed chunked body closes the connection (no smuggling)
+--- raw_request eval
+"PUT /aw/{{id}}/properties/smuggle HTTP/1.1\r
+Host: localhost\r
+Authorization: {{basic:c:pw}}\r
+Transfer-Encoding: chunked\r
+\r
+zz\r
+GET /aw/{{id}}/meta/id HTTP/1.1\r
+Host: localhost\r
+\r
+"
+--- error_code: 400
+--- response_headers
+Connection: close
+Content-Type: application/json
+--- response_body: {"error":{"code":400,"message":"malformed request"}}
+--- error_log
+client sent invalid chunked body
+--- no_error_log
+[alert]
+[crit]
