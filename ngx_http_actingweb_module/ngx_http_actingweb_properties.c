@@ -22,6 +22,8 @@
 static ngx_int_t ngx_http_actingweb_prop_read(ngx_http_request_t *r);
 static void ngx_http_actingweb_prop_got(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static ngx_int_t ngx_http_actingweb_prop_pair(redisReply *all, size_t i,
+    redisReply **k, redisReply **s);
 static ngx_int_t ngx_http_actingweb_prop_get_all(ngx_http_request_t *r,
     redisReply *all);
 static ngx_int_t ngx_http_actingweb_prop_get(ngx_http_request_t *r,
@@ -217,6 +219,20 @@ done:
 }
 
 
+/* name and stored value at i of an HGETALL reply; 0: not usable */
+
+static ngx_int_t
+ngx_http_actingweb_prop_pair(redisReply *all, size_t i, redisReply **k,
+    redisReply **s)
+{
+    *k = all->element[i];
+    *s = all->element[i + 1];
+
+    return (*k)->type == REDIS_REPLY_STRING
+           && (*s)->type == REDIS_REPLY_STRING && (*s)->len > 0;
+}
+
+
 /*
  * All properties as one JSON object, assembled as text: stored JSON goes
  * in as it was written (no re-printing), text values as JSON strings.
@@ -237,12 +253,7 @@ ngx_http_actingweb_prop_get_all(ngx_http_request_t *r, redisReply *all)
     len = sizeof("{}") - 1;
 
     for (i = 0; i + 1 < all->elements; i += 2) {
-        k = all->element[i];
-        s = all->element[i + 1];
-
-        if (k->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING
-            || s->len == 0)
-        {
+        if (!ngx_http_actingweb_prop_pair(all, i, &k, &s)) {
             continue;
         }
 
@@ -267,12 +278,7 @@ ngx_http_actingweb_prop_get_all(ngx_http_request_t *r, redisReply *all)
     first = 1;
 
     for (i = 0; i + 1 < all->elements; i += 2) {
-        k = all->element[i];
-        s = all->element[i + 1];
-
-        if (k->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING
-            || s->len == 0)
-        {
+        if (!ngx_http_actingweb_prop_pair(all, i, &k, &s)) {
             continue;
         }
 
