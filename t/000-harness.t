@@ -518,3 +518,31 @@ failed blocks: 2 3 4 5 6 7 8 9 10 11 12
 [error]
 [alert]
 [crit]
+
+
+
+=== TEST 24: --- main_config goes to the main context (main-only directive)
+--- main_config
+    worker_rlimit_nofile 4096;
+--- config
+    location = /t { return 200 "main ok\n"; }
+--- request
+GET /t
+--- response_body
+main ok
+--- no_error_log
+[error]
+[alert]
+[crit]
+[emerg]
+
+
+
+=== TEST 25: ... and is really there: a bad value there stops nginx
+--- main_config
+    worker_rlimit_nofile lots;
+--- config
+    location = /t { return 200 "unreachable\n"; }
+--- must_die
+--- error_log
+"worker_rlimit_nofile" directive invalid number
