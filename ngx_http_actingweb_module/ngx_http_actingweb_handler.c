@@ -14,10 +14,14 @@
 #include "ngx_http_actingweb_module.h"
 
 
+/* one entry per ngx_http_actingweb_endpoint_e, in its order */
+
 typedef struct {
-    ngx_str_t                        name;
-    ngx_http_actingweb_endpoint_e    endpoint;
-} ngx_http_actingweb_endpoint_t;
+    ngx_str_t                        name;       /* segment after the id */
+    ngx_uint_t                       methods;
+    const char                      *allow;
+    ngx_http_actingweb_step_pt       handler;
+} ngx_http_actingweb_route_t;
 
 
 static ngx_int_t ngx_http_actingweb_parse_path(ngx_http_request_t *r,
@@ -36,11 +40,30 @@ static ngx_int_t ngx_http_actingweb_not_allowed(ngx_http_request_t *r,
     const char *allow, const char **err);
 
 
-static ngx_http_actingweb_endpoint_t  ngx_http_actingweb_endpoints[] = {
-    { ngx_string("meta"), NGX_HTTP_ACTINGWEB_EP_META },
-    { ngx_string("properties"), NGX_HTTP_ACTINGWEB_EP_PROPERTIES },
-    { ngx_string("devtest"), NGX_HTTP_ACTINGWEB_EP_DEVTEST },
-    { ngx_null_string, NGX_HTTP_ACTINGWEB_EP_OTHER }
+static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
+
+    /* NGX_HTTP_ACTINGWEB_EP_FACTORY */
+    { ngx_null_string, NGX_HTTP_POST, "POST", ngx_http_actingweb_factory },
+
+    /* NGX_HTTP_ACTINGWEB_EP_ROOT */
+    { ngx_null_string, NGX_HTTP_GET|NGX_HTTP_DELETE, "GET, HEAD, DELETE",
+      ngx_http_actingweb_actor },
+
+    /* NGX_HTTP_ACTINGWEB_EP_META */
+    { ngx_string("meta"), NGX_HTTP_GET, "GET, HEAD",
+      ngx_http_actingweb_meta },
+
+    /* NGX_HTTP_ACTINGWEB_EP_PROPERTIES */
+    { ngx_string("properties"),
+      NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE,
+      "GET, HEAD, PUT, POST, DELETE", ngx_http_actingweb_properties },
+
+    /* NGX_HTTP_ACTINGWEB_EP_DEVTEST */
+    { ngx_string("devtest"), NGX_HTTP_GET, "GET, HEAD",
+      ngx_http_actingweb_devtest },
+
+    /* NGX_HTTP_ACTINGWEB_EP_OTHER */
+    { ngx_null_string, 0, NULL, NULL }
 };
 
 
@@ -220,27 +243,9 @@ ngx_http_actingweb_dispatch(ngx_http_request_t *r)
                    "actingweb dispatch endpoint:%d actor:\"%V\" segs:%ui",
                    ctx->endpoint, &ctx->actor_id, ctx->nsegs);
 
-    switch (ctx->endpoint) {
+    /* allowed() let only routes with a handler through */
 
-    case NGX_HTTP_ACTINGWEB_EP_FACTORY:
-        return ngx_http_actingweb_factory(r);
-
-    case NGX_HTTP_ACTINGWEB_EP_ROOT:
-        return ngx_http_actingweb_actor(r);
-
-    case NGX_HTTP_ACTINGWEB_EP_META:
-        return ngx_http_actingweb_meta(r);
-
-    case NGX_HTTP_ACTINGWEB_EP_PROPERTIES:
-        return ngx_http_actingweb_properties(r);
-
-    case NGX_HTTP_ACTINGWEB_EP_DEVTEST:
-        return ngx_http_actingweb_devtest(r);
-
-    default:
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                             "endpoint not supported");
-    }
+    return ngx_http_actingweb_routes[ctx->endpoint].handler(r);
 }
 
 
@@ -250,60 +255,28 @@ static ngx_int_t
 ngx_http_actingweb_allowed(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, const char **err)
 {
+    ngx_http_actingweb_route_t     *route;
     ngx_http_actingweb_loc_conf_t  *alcf;
 
-    switch (ctx->endpoint) {
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+    route = &ngx_http_actingweb_routes[ctx->endpoint];
 
-    case NGX_HTTP_ACTINGWEB_EP_FACTORY:
-        if (ctx->method == NGX_HTTP_GET) {
-            *err = "no factory page here; POST to create an actor";
-            return NGX_HTTP_NOT_FOUND;
-        }
-
-        if (ctx->method != NGX_HTTP_POST) {
-            return ngx_http_actingweb_not_allowed(r, "POST", err);
-        }
-
-        break;
-
-    case NGX_HTTP_ACTINGWEB_EP_ROOT:
-        if (!(ctx->method & (NGX_HTTP_GET|NGX_HTTP_DELETE))) {
-            return ngx_http_actingweb_not_allowed(r, "GET, HEAD, DELETE",
-                                                  err);
-        }
-
-        break;
-
-    case NGX_HTTP_ACTINGWEB_EP_META:
-        if (ctx->method != NGX_HTTP_GET) {
-            return ngx_http_actingweb_not_allowed(r, "GET, HEAD", err);
-        }
-
-        break;
-
-    case NGX_HTTP_ACTINGWEB_EP_PROPERTIES:
-        if (!(ctx->method
-              & (NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE)))
-        {
-            return ngx_http_actingweb_not_allowed(r,
-                                         "GET, HEAD, PUT, POST, DELETE", err);
-        }
-
-        break;
-
-    case NGX_HTTP_ACTINGWEB_EP_DEVTEST:
-        alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
-
-        if (!alcf->devtest) {
-            *err = "endpoint not supported";
-            return NGX_HTTP_NOT_FOUND;
-        }
-
-        break;
-
-    default:
+    if (route->handler == NULL
+        || (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_DEVTEST && !alcf->devtest))
+    {
         *err = "endpoint not supported";
         return NGX_HTTP_NOT_FOUND;
+    }
+
+    if (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_FACTORY
+        && ctx->method == NGX_HTTP_GET)
+    {
+        *err = "no factory page here; POST to create an actor";
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    if (!(ctx->method & route->methods)) {
+        return ngx_http_actingweb_not_allowed(r, route->allow, err);
     }
 
     return NGX_OK;
@@ -443,7 +416,7 @@ ngx_http_actingweb_parse_path(ngx_http_request_t *r,
     ngx_str_t                       path, *seg, *pre;
     ngx_uint_t                      i, raw, n;
     ngx_array_t                     segs, prefix;
-    ngx_http_actingweb_endpoint_t  *ep;
+    ngx_http_actingweb_route_t     *rt;
     ngx_http_actingweb_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
@@ -531,11 +504,15 @@ ngx_http_actingweb_parse_path(ngx_http_request_t *r,
 
     ctx->endpoint = NGX_HTTP_ACTINGWEB_EP_OTHER;
 
-    for (ep = ngx_http_actingweb_endpoints; ep->name.len; ep++) {
-        if (seg[1].len == ep->name.len
-            && ngx_strncmp(seg[1].data, ep->name.data, ep->name.len) == 0)
+    for (rt = ngx_http_actingweb_routes;
+         rt < ngx_http_actingweb_routes + NGX_HTTP_ACTINGWEB_EP_OTHER;
+         rt++)
+    {
+        if (rt->name.len
+            && seg[1].len == rt->name.len
+            && ngx_strncmp(seg[1].data, rt->name.data, rt->name.len) == 0)
         {
-            ctx->endpoint = ep->endpoint;
+            ctx->endpoint = rt - ngx_http_actingweb_routes;
             break;
         }
     }

@@ -39,6 +39,8 @@ static ngx_int_t ngx_http_actingweb_prop_body(ngx_http_request_t *r,
     cJSON **value, ngx_str_t *stored, const char **err);
 static ngx_int_t ngx_http_actingweb_prop_store(ngx_http_request_t *r,
     cJSON *value, ngx_uint_t text, ngx_str_t *stored);
+static ngx_int_t ngx_http_actingweb_prop_tag(ngx_http_request_t *r,
+    u_char tag, u_char *data, size_t len, ngx_str_t *stored);
 static cJSON *ngx_http_actingweb_prop_decode(ngx_http_request_t *r,
     u_char *data, size_t len);
 static cJSON *ngx_http_actingweb_prop_walk(cJSON *node, ngx_str_t *segs,
@@ -397,9 +399,18 @@ ngx_http_actingweb_prop_put(ngx_http_request_t *r)
 
     a = ngx_http_actingweb_redis_args(r, 7);
 
+    /* a JSON body is already the event's JSON value; text gets quoted */
+
+    if (stored.data[0] == 'j') {
+        event.data = stored.data + 1;
+        event.len = stored.len - 1;
+
+    } else if (ngx_http_actingweb_json_print(r, value, &event) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (a == NULL
         || ngx_http_actingweb_prop_path(r, 1, &path) != NGX_OK
-        || ngx_http_actingweb_json_print(r, value, &event) != NGX_OK
         || ngx_http_actingweb_prop_keys(r, a) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
                                         ctx->segs[0].len) != NGX_OK
@@ -926,15 +937,12 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
             return NGX_HTTP_BAD_REQUEST;
         }
 
-        stored->data = ngx_pnalloc(r->pool, ctx->body.len + 2);
-        if (stored->data == NULL) {
+        if (ngx_http_actingweb_prop_tag(r, 't', ctx->body.data,
+                                        ctx->body.len, stored)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        stored->data[0] = 't';
-        ngx_memcpy(stored->data + 1, ctx->body.data, ctx->body.len);
-        stored->len = ctx->body.len + 1;
-        stored->data[stored->len] = '\0';
 
         *value = cJSON_CreateString((char *) stored->data + 1);
         if (*value == NULL || ngx_http_actingweb_json_guard(r, *value)
@@ -950,16 +958,8 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
 
     /* as sent: re-printing would round numbers beyond 15 digits */
 
-    stored->data = ngx_pnalloc(r->pool, ctx->body.len + 1);
-    if (stored->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    stored->data[0] = 'j';
-    ngx_memcpy(stored->data + 1, ctx->body.data, ctx->body.len);
-    stored->len = ctx->body.len + 1;
-
-    return NGX_OK;
+    return ngx_http_actingweb_prop_tag(r, 'j', ctx->body.data, ctx->body.len,
+                                       stored);
 }
 
 
@@ -969,36 +969,38 @@ static ngx_int_t
 ngx_http_actingweb_prop_store(ngx_http_request_t *r, cJSON *value,
     ngx_uint_t text, ngx_str_t *stored)
 {
-    size_t     len;
     ngx_str_t  json;
 
     if (text) {
-        len = ngx_strlen(value->valuestring);
-
-        stored->data = ngx_pnalloc(r->pool, len + 1);
-        if (stored->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        stored->data[0] = 't';
-        ngx_memcpy(stored->data + 1, value->valuestring, len);
-        stored->len = len + 1;
-
-        return NGX_OK;
+        return ngx_http_actingweb_prop_tag(r, 't',
+                                           (u_char *) value->valuestring,
+                                           ngx_strlen(value->valuestring),
+                                           stored);
     }
 
     if (ngx_http_actingweb_json_print(r, value, &json) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    stored->data = ngx_pnalloc(r->pool, json.len + 1);
+    return ngx_http_actingweb_prop_tag(r, 'j', json.data, json.len, stored);
+}
+
+
+/* tag byte + value, NUL-terminated (cJSON reads text values as C strings) */
+
+static ngx_int_t
+ngx_http_actingweb_prop_tag(ngx_http_request_t *r, u_char tag, u_char *data,
+    size_t len, ngx_str_t *stored)
+{
+    stored->data = ngx_pnalloc(r->pool, len + 2);
     if (stored->data == NULL) {
         return NGX_ERROR;
     }
 
-    stored->data[0] = 'j';
-    ngx_memcpy(stored->data + 1, json.data, json.len);
-    stored->len = json.len + 1;
+    stored->data[0] = tag;
+    ngx_memcpy(stored->data + 1, data, len);
+    stored->len = len + 1;
+    stored->data[stored->len] = '\0';
 
     return NGX_OK;
 }
