@@ -58,6 +58,11 @@ static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
       NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE,
       "GET, HEAD, PUT, POST, DELETE", ngx_http_actingweb_properties },
 
+    /* NGX_HTTP_ACTINGWEB_EP_TRUST */
+    { ngx_string("trust"),
+      NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE,
+      "GET, HEAD, PUT, POST, DELETE", ngx_http_actingweb_trust },
+
     /* NGX_HTTP_ACTINGWEB_EP_DEVTEST */
     { ngx_string("devtest"), NGX_HTTP_GET, "GET, HEAD",
       ngx_http_actingweb_devtest },

@@ -8,6 +8,7 @@
 
 #include "ngx_http_actingweb_module.h"
 #include "ngx_http_actingweb_redis.h"
+#include "ngx_http_actingweb_peer.h"
 
 
 static ngx_int_t ngx_http_actingweb_add_variables(ngx_conf_t *cf);
@@ -156,6 +157,20 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_actingweb_loc_conf_t, peer_timeout),
       &ngx_http_actingweb_positive_msec_post },
+
+    { ngx_string("actingweb_peer_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_peer_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("actingweb_peer_deny"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_peer_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("actingweb_auto_approve"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -410,6 +425,7 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->status = NGX_CONF_UNSET;
     alcf->peer_timeout = NGX_CONF_UNSET_MSEC;
     alcf->auto_approve = NGX_CONF_UNSET_PTR;
+    alcf->peer_rules = NGX_CONF_UNSET_PTR;
     alcf->devtest = NGX_CONF_UNSET;
 
     return alcf;
@@ -438,6 +454,10 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->auto_approve, prev->auto_approve, NULL);
     ngx_conf_merge_str_value(conf->default_relationship,
                              prev->default_relationship, "associate");
+
+    if (ngx_http_actingweb_peer_rules_merge(cf, prev, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_value(conf->devtest, prev->devtest, 0);
 

@@ -23,12 +23,13 @@
 #define NGX_HTTP_ACTINGWEB_SEGMENTS_MAX   32
 
 /* option tags served in /meta/actingweb/supported: only what is built */
-#define NGX_HTTP_ACTINGWEB_SUPPORTED      "nestedproperties"
+#define NGX_HTTP_ACTINGWEB_SUPPORTED      "nestedproperties,trust"
 
 
 typedef struct ngx_http_actingweb_redis_s  ngx_http_actingweb_redis_t;
 typedef struct ngx_http_actingweb_curl_s   ngx_http_actingweb_curl_t;
 typedef struct ngx_http_actingweb_ctx_s    ngx_http_actingweb_ctx_t;
+typedef struct ngx_http_actingweb_peer_call_s  ngx_http_actingweb_peer_call_t;
 
 
 typedef struct {
@@ -62,6 +63,8 @@ typedef struct {
 
     ngx_flag_t                      used;            /* any actingweb; */
 
+    ngx_array_t                    *peer_special;    /* refused ranges */
+
     /* per worker, set up in init_process */
     ngx_http_actingweb_redis_t     *redis;
     ngx_http_actingweb_curl_t      *curl;
@@ -86,6 +89,8 @@ typedef struct {
     ngx_msec_t                      peer_timeout;
     ngx_array_t                    *auto_approve;    /* of ngx_str_t */
     ngx_str_t                       default_relationship;
+    ngx_array_t                    *peer_rules;      /* allow/deny */
+    ngx_flag_t                      peer_open;       /* "allow all" first */
 
     ngx_flag_t                      devtest;
 } ngx_http_actingweb_loc_conf_t;
@@ -96,6 +101,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_EP_ROOT,
     NGX_HTTP_ACTINGWEB_EP_META,
     NGX_HTTP_ACTINGWEB_EP_PROPERTIES,
+    NGX_HTTP_ACTINGWEB_EP_TRUST,
     NGX_HTTP_ACTINGWEB_EP_DEVTEST,
     NGX_HTTP_ACTINGWEB_EP_OTHER
 } ngx_http_actingweb_endpoint_e;
@@ -154,6 +160,8 @@ struct ngx_http_actingweb_ctx_s {
 
     ngx_str_t                       peer_url;        /* of a peer call */
     ngx_str_t                       peer_authorization;
+    ngx_http_actingweb_peer_call_t *peer_call;       /* in its subrequest */
+    ngx_http_actingweb_peer_call_t *peer_calls;      /* this request's */
 
     unsigned                        responded:1;     /* sent our own */
     unsigned                        error_body:1;    /* replace nginx's */
@@ -222,6 +230,9 @@ ngx_int_t ngx_http_actingweb_factory(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_actor(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_meta(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_devtest(ngx_http_request_t *r);
+
+/* trust.c */
+ngx_int_t ngx_http_actingweb_trust(ngx_http_request_t *r);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);

@@ -11,6 +11,8 @@
  *     <prefix>:{<id>}:props     hash: name -> "t<text>" or "j<json>"
  *     <prefix>:{<id>}:changes   stream of change events (capped)
  *     <prefix>:{<id>}:keys      set of further keys owned by the actor
+ *     <prefix>:{<id>}:trust     hash: peer id -> trust record (JSON)
+ *     <prefix>:{<id>}:trustsec  hash: SHA-256 of a trust secret -> peer id
  */
 
 
@@ -123,6 +125,65 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "end\n"
       "emit('[]', 'merge', ARGV[3])\n"
       "return 1\n",
+      "" },
+
+    /*
+     * A trust and its secret index change together.  The record keeps the
+     * hash of its secret ("_sh") so that a replaced or deleted trust takes
+     * its index entry along.
+     *
+     * KEYS: actor, trust, trustsec; ARGV: peer id, record, secret hash
+     * returns 0: no actor, -1: secret in use by another peer, 1: stored
+     */
+    { "trust_put",
+      "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+      "local owner = redis.call('HGET', KEYS[3], ARGV[3])\n"
+      "if owner and owner ~= ARGV[1] then return -1 end\n"
+      "local old = redis.call('HGET', KEYS[2], ARGV[1])\n"
+      "local sh = old and cjson.decode(old)._sh\n"
+      "if sh and sh ~= ARGV[3] then redis.call('HDEL', KEYS[3], sh) end\n"
+      "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+      "redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * KEYS: actor, trust, trustsec; ARGV: peer id, secret hash or ""
+     * (only that trust, not one that replaced it meanwhile)
+     * returns 0: none, -1: another trust now, 1: deleted
+     */
+    { "trust_del",
+      "local old = redis.call('HGET', KEYS[2], ARGV[1])\n"
+      "if not old then return 0 end\n"
+      "local sh = cjson.decode(old)._sh\n"
+      "if ARGV[2] ~= '' and sh ~= ARGV[2] then return -1 end\n"
+      "if sh then redis.call('HDEL', KEYS[3], sh) end\n"
+      "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * Changes fields of one trust (a JSON object of them); returns the
+     * record as it was, or nil when there is none (of that relationship).
+     * KEYS: trust; ARGV: peer id, fields, relationship or ""
+     */
+    { "trust_set",
+      "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
+      "if not old then return false end\n"
+      "local rec = cjson.decode(old)\n"
+      "if ARGV[3] ~= '' and rec.relationship ~= ARGV[3] then\n"
+      "  return false\n"
+      "end\n"
+      "for k, v in pairs(cjson.decode(ARGV[2])) do rec[k] = v end\n"
+      "redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))\n"
+      "return old\n",
+      "" },
+
+    /* KEYS: trust, trustsec; ARGV: secret hash; the record or nil */
+    { "trust_auth",
+      "local p = redis.call('HGET', KEYS[2], ARGV[1])\n"
+      "if not p then return false end\n"
+      "return redis.call('HGET', KEYS[1], p)\n",
       "" },
 
     { NULL, NULL, "" }
