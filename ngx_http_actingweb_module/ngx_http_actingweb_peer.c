@@ -638,7 +638,13 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
         return NGX_OK;
     }
 
-    if (rc == NGX_ERROR && pc->status && b && b->last == b->end) {
+    if (rc == NGX_ERROR && pc->status && (b == NULL || b->last == b->end)) {
+        /*
+         * The in-memory filter refused the body ("too big subrequest
+         * response"); nginx marks the client connection failed for any
+         * filter error, although only the subrequest's output failed.
+         */
+        r->connection->error = 0;
         pc->error = NGX_HTTP_ACTINGWEB_PEER_TOO_BIG;
         pc->message = "peer answer too large";
         return NGX_OK;
