@@ -81,6 +81,7 @@ typedef struct {
     ngx_str_t                       desc;
     ngx_str_t                       version;
     ngx_str_t                       info;
+    size_t                          max_value_size;  /* UNSET: body max */
 
     ngx_str_t                       peer_location;
     ngx_msec_t                      peer_timeout;
@@ -150,6 +151,7 @@ struct ngx_http_actingweb_ctx_s {
     ngx_http_actingweb_step_pt      next;            /* after actor load */
     cJSON                          *value;           /* parsed PUT body */
     ngx_uint_t                      retries;
+    ngx_pool_cleanup_t             *attempt;         /* .data: CAS try pool */
     void                           *data;            /* handler state */
 
     ngx_str_t                       peer_url;        /* of a peer call */
