@@ -48,6 +48,18 @@ static ngx_int_t ngx_http_actingweb_kdf_check(ngx_http_request_t *r,
 static ngx_http_actingweb_cred_t *ngx_http_actingweb_cache_slot(
     ngx_http_request_t *r, ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user,
     ngx_str_t *pass, u_char *key);
+static ngx_int_t ngx_http_actingweb_same_origin(ngx_http_request_t *r,
+    ngx_str_t *origin);
+static void ngx_http_actingweb_origin(ngx_str_t *url, ngx_str_t *out);
+
+
+/* Sec-Fetch-Site values that are not cross-site */
+static ngx_str_t  ngx_http_actingweb_fetch_sites[] = {
+    ngx_string("same-origin"),
+    ngx_string("same-site"),
+    ngx_string("none"),
+    ngx_null_string
+};
 
 
 void
@@ -107,6 +119,140 @@ ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
         if (ctx->pass.len) {
             ctx->auth = NGX_HTTP_ACTINGWEB_AUTH_BEARER;
         }
+    }
+}
+
+
+/*
+ * A page on another site can make a browser POST a form to an actor
+ * (?_method=DELETE or PUT) with the Basic credentials it has cached for
+ * this server.  A write with Basic credentials is refused (403) when the
+ * browser marks it cross-site: "Sec-Fetch-Site: cross-site", or, without
+ * a known Sec-Fetch-Site, an Origin that is not this server ("null" too).
+ * Same-site requests pass, and so do clients that send neither header.
+ * Browsers never add Bearer tokens, and the factory takes no credentials.
+ */
+
+ngx_int_t
+ngx_http_actingweb_cross_site(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx, const char **err)
+{
+    ngx_int_t         rc;
+    ngx_str_t         v, *site;
+    ngx_table_elt_t  *h;
+
+    if (!(ctx->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_DELETE))
+        || ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_FACTORY
+        || r->headers_in.authorization == NULL)
+    {
+        return NGX_OK;
+    }
+
+    v = r->headers_in.authorization->value;
+
+    if (v.len < 6 || ngx_strncasecmp(v.data, (u_char *) "Basic ", 6) != 0) {
+        return NGX_OK;
+    }
+
+    h = ngx_http_actingweb_header_in(r, "Sec-Fetch-Site");
+
+    if (h) {
+        v = h->value;
+
+        for (site = ngx_http_actingweb_fetch_sites; site->len; site++) {
+            if (v.len == site->len
+                && ngx_strncasecmp(v.data, site->data, v.len) == 0)
+            {
+                return NGX_OK;
+            }
+        }
+
+        if (v.len == 10
+            && ngx_strncasecmp(v.data, (u_char *) "cross-site", 10) == 0)
+        {
+            goto refuse;
+        }
+    }
+
+    h = ngx_http_actingweb_header_in(r, "Origin");
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    v = h->value;
+
+    rc = ngx_http_actingweb_same_origin(r, &v);
+    if (rc != 0) {
+        return rc == 1 ? NGX_OK : NGX_ERROR;
+    }
+
+refuse:
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "actingweb: cross-site write with Basic credentials "
+                  "refused (\"%V: %V\")", &h->key, &v);
+
+    *err = "cross-site request with Basic credentials refused";
+
+    return NGX_HTTP_FORBIDDEN;
+}
+
+
+/*
+ * 1 when an Origin is this server: the origin of actingweb_base_url, or
+ * the request's own scheme and Host; 0 when not, NGX_ERROR on failure
+ */
+
+static ngx_int_t
+ngx_http_actingweb_same_origin(ngx_http_request_t *r, ngx_str_t *origin)
+{
+    ngx_str_t  url, own, theirs;
+
+    if (ngx_http_actingweb_actor_url(r, NULL, &url) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_actingweb_origin(&url, &own);
+    ngx_http_actingweb_origin(origin, &theirs);
+
+    /* "null" (sandboxed frames, some redirects) never matches */
+
+    return theirs.len == own.len
+           && ngx_strncasecmp(theirs.data, own.data, own.len) == 0;
+}
+
+
+/* scheme://host[:port] of a URL, without a port that is the default */
+
+static void
+ngx_http_actingweb_origin(ngx_str_t *url, ngx_str_t *out)
+{
+    u_char  *p, *last;
+
+    *out = *url;
+    last = url->data + url->len;
+
+    p = ngx_strlcasestrn(url->data, last, (u_char *) "://", 3 - 1);
+    if (p == NULL) {
+        return;
+    }
+
+    p = ngx_strlchr(p + 3, last, '/');
+    if (p) {
+        out->len = p - url->data;
+    }
+
+    if (out->len > 12
+        && ngx_strncasecmp(out->data, (u_char *) "https://", 8) == 0
+        && ngx_strncmp(out->data + out->len - 4, ":443", 4) == 0)
+    {
+        out->len -= 4;
+
+    } else if (out->len > 10
+               && ngx_strncasecmp(out->data, (u_char *) "http://", 7) == 0
+               && ngx_strncmp(out->data + out->len - 3, ":80", 3) == 0)
+    {
+        out->len -= 3;
     }
 }
 

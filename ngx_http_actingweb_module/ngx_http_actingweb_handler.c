@@ -107,6 +107,10 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
         rc = ngx_http_actingweb_allowed(r, ctx, &err);
     }
 
+    if (rc == NGX_OK) {
+        rc = ngx_http_actingweb_cross_site(r, ctx, &err);
+    }
+
     if (rc != NGX_OK) {
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -313,8 +317,6 @@ ngx_http_actingweb_method(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, const char **err)
 {
     ngx_str_t         value;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
     ctx->method = (r->method == NGX_HTTP_HEAD) ? NGX_HTTP_GET : r->method;
@@ -330,29 +332,9 @@ ngx_http_actingweb_method(ngx_http_request_t *r,
     }
 
     if (value.len == 0 && r->method == NGX_HTTP_POST) {
-        part = &r->headers_in.headers.part;
-        h = part->elts;
-
-        for (i = 0; /* void */; i++) {
-
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (h[i].key.len == sizeof("X-HTTP-Method-Override") - 1
-                && ngx_strncasecmp(h[i].key.data,
-                                   (u_char *) "X-HTTP-Method-Override",
-                                   h[i].key.len) == 0)
-            {
-                value = h[i].value;
-                break;
-            }
+        h = ngx_http_actingweb_header_in(r, "X-HTTP-Method-Override");
+        if (h) {
+            value = h->value;
         }
     }
 

@@ -109,6 +109,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       offsetof(ngx_http_actingweb_loc_conf_t, info),
       &ngx_http_actingweb_nonempty_post },
 
+    { ngx_string("actingweb_max_value_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, max_value_size),
+      NULL },
+
     { ngx_string("actingweb_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_actingweb_redis_addr,
@@ -423,6 +430,7 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
 
     alcf->enable = NGX_CONF_UNSET;
     alcf->status = NGX_CONF_UNSET;
+    alcf->max_value_size = NGX_CONF_UNSET_SIZE;
     alcf->peer_timeout = NGX_CONF_UNSET_MSEC;
     alcf->auto_approve = NGX_CONF_UNSET_PTR;
     alcf->peer_rules = NGX_CONF_UNSET_PTR;
@@ -447,6 +455,10 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->desc, prev->desc, "ActingWeb actor");
     ngx_conf_merge_str_value(conf->version, prev->version, "1.0");
     ngx_conf_merge_str_value(conf->info, prev->info, "");
+
+    /* left unset: the request's client_max_body_size applies */
+    ngx_conf_merge_size_value(conf->max_value_size, prev->max_value_size,
+                              NGX_CONF_UNSET_SIZE);
 
     ngx_conf_merge_str_value(conf->peer_location, prev->peer_location,
                              "/_actingweb_peer");

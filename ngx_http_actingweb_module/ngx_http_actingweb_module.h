@@ -84,6 +84,7 @@ typedef struct {
     ngx_str_t                       desc;
     ngx_str_t                       version;
     ngx_str_t                       info;
+    size_t                          max_value_size;  /* UNSET: body max */
 
     ngx_str_t                       peer_location;
     ngx_msec_t                      peer_timeout;
@@ -156,6 +157,7 @@ struct ngx_http_actingweb_ctx_s {
     ngx_http_actingweb_step_pt      next;            /* after actor load */
     cJSON                          *value;           /* parsed PUT body */
     ngx_uint_t                      retries;
+    ngx_pool_cleanup_t             *attempt;         /* .data: CAS try pool */
     void                           *data;            /* handler state */
 
     ngx_str_t                       peer_url;        /* of a peer call */
@@ -211,6 +213,8 @@ void ngx_http_actingweb_release(ngx_connection_t *c);
 ngx_int_t ngx_http_actingweb_is_form(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_actingweb_form_parse(ngx_http_request_t *r,
     ngx_str_t *body, cJSON **out, const char **err);
+ngx_table_elt_t *ngx_http_actingweb_header_in(ngx_http_request_t *r,
+    const char *name);
 
 /* auth.c */
 void ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
@@ -223,6 +227,8 @@ ngx_int_t ngx_http_actingweb_auth_reply(ngx_http_request_t *r,
     ngx_int_t rc);
 ngx_int_t ngx_http_actingweb_auth_known(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx);
+ngx_int_t ngx_http_actingweb_cross_site(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx, const char **err);
 void ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf);
 
 /* actor.c */

@@ -10,6 +10,8 @@
  * scripts that also append the change event (see scripts.c).  Nested
  * writes read the value, change it in C, and store it with a check-and-set
  * script; a concurrent change makes them start over, so no write is lost.
+ * Each attempt's copies of the value live in a pool of their own, freed
+ * when the attempt ends: a request holds one attempt's worth at most.
  */
 
 
@@ -37,17 +39,22 @@ static void ngx_http_actingweb_prop_written(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_prop_body(ngx_http_request_t *r,
     cJSON **value, ngx_str_t *stored, const char **err);
-static ngx_int_t ngx_http_actingweb_prop_store(ngx_http_request_t *r,
-    cJSON *value, ngx_uint_t text, ngx_str_t *stored);
-static ngx_int_t ngx_http_actingweb_prop_tag(ngx_http_request_t *r,
-    u_char tag, u_char *data, size_t len, ngx_str_t *stored);
+static ngx_int_t ngx_http_actingweb_prop_store(ngx_pool_t *pool,
+    cJSON *value, u_char tag, ngx_str_t *stored);
+static ngx_int_t ngx_http_actingweb_prop_tag(ngx_pool_t *pool, u_char tag,
+    u_char *data, size_t len, ngx_str_t *stored);
+static ngx_int_t ngx_http_actingweb_prop_fits(ngx_http_request_t *r,
+    ngx_str_t *stored);
+static ngx_pool_t *ngx_http_actingweb_prop_attempt(ngx_http_request_t *r);
+static void ngx_http_actingweb_prop_release(ngx_http_actingweb_ctx_t *ctx);
+static void ngx_http_actingweb_prop_cleanup(void *data);
 static cJSON *ngx_http_actingweb_prop_decode(ngx_http_request_t *r,
     u_char *data, size_t len);
 static cJSON *ngx_http_actingweb_prop_walk(cJSON *node, ngx_str_t *segs,
     ngx_uint_t n);
 static void ngx_http_actingweb_prop_merge(cJSON *into, cJSON *from);
 static ngx_int_t ngx_http_actingweb_prop_path(ngx_http_request_t *r,
-    ngx_uint_t n, ngx_str_t *out);
+    ngx_pool_t *pool, ngx_uint_t n, ngx_str_t *out);
 static ngx_int_t ngx_http_actingweb_prop_keys(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a);
 static ngx_int_t ngx_http_actingweb_prop_send_value(ngx_http_request_t *r,
@@ -179,6 +186,7 @@ ngx_http_actingweb_prop_got(ngx_http_request_t *r,
 {
     ngx_int_t                  rc;
     ngx_str_t                  stored;
+    ngx_pool_t                *pool;
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
@@ -197,7 +205,23 @@ ngx_http_actingweb_prop_got(ngx_http_request_t *r,
         goto done;
     }
 
-    if (ngx_http_actingweb_reply_str(r, reply, &stored) == NGX_ERROR) {
+    /* a nested write may be one of many attempts: copy into its pool */
+
+    pool = ctx->method == NGX_HTTP_GET ? r->pool
+                                       : ngx_http_actingweb_prop_attempt(r);
+
+    if (pool == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        ngx_str_null(&stored);
+
+    } else if (ngx_http_actingweb_prop_tag(pool, 0, (u_char *) reply->str,
+                                           reply->len, &stored)
+               != NGX_OK)
+    {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
@@ -214,6 +238,8 @@ ngx_http_actingweb_prop_got(ngx_http_request_t *r,
     if (rc == NGX_DONE) {
         return;
     }
+
+    ngx_http_actingweb_prop_release(ctx);
 
 done:
 
@@ -397,6 +423,12 @@ ngx_http_actingweb_prop_put(ngx_http_request_t *r)
                                : ngx_http_actingweb_send_error(r, rc, err);
     }
 
+    if (!ngx_http_actingweb_prop_fits(r, &stored)) {
+        return ngx_http_actingweb_send_error(r,
+                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "property value too large");
+    }
+
     a = ngx_http_actingweb_redis_args(r, 7);
 
     /* a JSON body is already the event's JSON value; text gets quoted */
@@ -410,7 +442,7 @@ ngx_http_actingweb_prop_put(ngx_http_request_t *r)
     }
 
     if (a == NULL
-        || ngx_http_actingweb_prop_path(r, 1, &path) != NGX_OK
+        || ngx_http_actingweb_prop_path(r, r->pool, 1, &path) != NGX_OK
         || ngx_http_actingweb_prop_keys(r, a) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
                                         ctx->segs[0].len) != NGX_OK
@@ -432,8 +464,9 @@ ngx_http_actingweb_prop_put(ngx_http_request_t *r)
 /*
  * Nested PUT or DELETE on /properties/<name>/<a>/<b>: change the JSON in
  * C and write it back only if nobody changed it in between.  The body is
- * parsed once per request; each attempt's trees are freed at once, so
- * retries under contention do not pile up memory.
+ * parsed once per request; each attempt's trees are freed at once and its
+ * texts live in the attempt's pool, so retries under contention do not
+ * pile up memory.
  */
 
 static ngx_int_t
@@ -444,11 +477,13 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
     ngx_int_t                         rc;
     ngx_str_t                         next, path, event, *seg;
     ngx_uint_t                        i, n, status;
+    ngx_pool_t                       *pool;
     const char                       *err, *op;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    pool = ctx->attempt->data;
     seg = ctx->segs;
     n = ctx->nsegs;
     value = NULL;
@@ -554,13 +589,29 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
         }
     }
 
+    if (diff == NULL
+        || ngx_http_actingweb_prop_store(pool, root, 'j', &next) != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    /* merges can grow a value past any one body: nothing is written */
+
+    if (ctx->method == NGX_HTTP_PUT
+        && !ngx_http_actingweb_prop_fits(r, &next))
+    {
+        rc = ngx_http_actingweb_send_error(r,
+                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "property value too large");
+        goto done;
+    }
+
     a = ngx_http_actingweb_redis_args(r, 10);
 
-    if (diff == NULL
-        || a == NULL
-        || ngx_http_actingweb_prop_store(r, root, 0, &next) != NGX_OK
-        || ngx_http_actingweb_prop_path(r, n, &path) != NGX_OK
-        || ngx_http_actingweb_json_print(r, diff, &event) != NGX_OK
+    if (a == NULL
+        || ngx_http_actingweb_prop_path(r, pool, n, &path) != NGX_OK
+        || ngx_http_actingweb_prop_store(pool, diff, 0, &event) != NGX_OK
         || ngx_http_actingweb_prop_keys(r, a) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, seg[0].data, seg[0].len) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, (u_char *) (had ? "1" : "0"), 1)
@@ -585,7 +636,7 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
 
 done:
 
-    /* everything needed was printed into the request pool */
+    /* everything needed was printed into the attempt's pool */
 
     cJSON_Delete(root);
     cJSON_Delete(diff);
@@ -643,7 +694,7 @@ ngx_http_actingweb_prop_delete(ngx_http_request_t *r)
         return ngx_http_actingweb_redis_started(r, rc);
     }
 
-    if (ngx_http_actingweb_prop_path(r, 1, &path) != NGX_OK
+    if (ngx_http_actingweb_prop_path(r, r->pool, 1, &path) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
                                         ctx->segs[0].len) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, path.data, path.len) != NGX_OK)
@@ -763,11 +814,18 @@ ngx_http_actingweb_prop_post(ngx_http_request_t *r)
     /* strings are stored as text, as a PUT of plain text would be */
 
     for (item = in->child; item; item = item->next) {
-        if (ngx_http_actingweb_prop_store(r, item, cJSON_IsString(item),
+        if (ngx_http_actingweb_prop_store(r->pool, item,
+                                          cJSON_IsString(item) ? 't' : 'j',
                                           &stored)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (!ngx_http_actingweb_prop_fits(r, &stored)) {
+            return ngx_http_actingweb_send_error(r,
+                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "property value too large");
         }
 
         if (ngx_http_actingweb_redis_arg(a, (u_char *) item->string,
@@ -810,6 +868,10 @@ ngx_http_actingweb_prop_written(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    /* the script has its arguments: a retry starts from a fresh read */
+
+    ngx_http_actingweb_prop_release(ctx);
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
@@ -937,7 +999,7 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
             return NGX_HTTP_BAD_REQUEST;
         }
 
-        if (ngx_http_actingweb_prop_tag(r, 't', ctx->body.data,
+        if (ngx_http_actingweb_prop_tag(r->pool, 't', ctx->body.data,
                                         ctx->body.len, stored)
             != NGX_OK)
         {
@@ -958,51 +1020,146 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
 
     /* as sent: re-printing would round numbers beyond 15 digits */
 
-    return ngx_http_actingweb_prop_tag(r, 'j', ctx->body.data, ctx->body.len,
-                                       stored);
+    return ngx_http_actingweb_prop_tag(r->pool, 'j', ctx->body.data,
+                                       ctx->body.len, stored);
 }
 
 
-/* "t" + text for strings stored as text, "j" + JSON otherwise */
+/*
+ * "t" + the text of a string, "j" + JSON, or (tag 0) JSON alone; printed
+ * straight into the pool, with no second copy in the request pool
+ */
 
 static ngx_int_t
-ngx_http_actingweb_prop_store(ngx_http_request_t *r, cJSON *value,
-    ngx_uint_t text, ngx_str_t *stored)
+ngx_http_actingweb_prop_store(ngx_pool_t *pool, cJSON *value, u_char tag,
+    ngx_str_t *stored)
 {
-    ngx_str_t  json;
+    char       *json;
+    ngx_int_t   rc;
 
-    if (text) {
-        return ngx_http_actingweb_prop_tag(r, 't',
+    if (tag == 't') {
+        return ngx_http_actingweb_prop_tag(pool, 't',
                                            (u_char *) value->valuestring,
                                            ngx_strlen(value->valuestring),
                                            stored);
     }
 
-    if (ngx_http_actingweb_json_print(r, value, &json) != NGX_OK) {
+    json = cJSON_PrintUnformatted(value);
+    if (json == NULL) {
         return NGX_ERROR;
     }
 
-    return ngx_http_actingweb_prop_tag(r, 'j', json.data, json.len, stored);
+    rc = ngx_http_actingweb_prop_tag(pool, tag, (u_char *) json,
+                                     ngx_strlen(json), stored);
+
+    cJSON_free(json);
+
+    return rc;
 }
 
 
-/* tag byte + value, NUL-terminated (cJSON reads text values as C strings) */
+/*
+ * tag byte (0: none) + value, NUL-terminated (cJSON reads text values as
+ * C strings)
+ */
 
 static ngx_int_t
-ngx_http_actingweb_prop_tag(ngx_http_request_t *r, u_char tag, u_char *data,
+ngx_http_actingweb_prop_tag(ngx_pool_t *pool, u_char tag, u_char *data,
     size_t len, ngx_str_t *stored)
 {
-    stored->data = ngx_pnalloc(r->pool, len + 2);
+    size_t  n;
+
+    n = tag ? 1 : 0;
+
+    stored->data = ngx_pnalloc(pool, n + len + 1);
     if (stored->data == NULL) {
         return NGX_ERROR;
     }
 
-    stored->data[0] = tag;
-    ngx_memcpy(stored->data + 1, data, len);
-    stored->len = len + 1;
+    if (tag) {
+        stored->data[0] = tag;
+    }
+
+    ngx_memcpy(stored->data + n, data, len);
+    stored->len = n + len;
     stored->data[stored->len] = '\0';
 
     return NGX_OK;
+}
+
+
+/* whether a stored value (tag + value) is within actingweb_max_value_size */
+
+static ngx_int_t
+ngx_http_actingweb_prop_fits(ngx_http_request_t *r, ngx_str_t *stored)
+{
+    size_t                          max;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_actingweb_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+
+    max = alcf->max_value_size;
+
+    if (max == NGX_CONF_UNSET_SIZE) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        max = (size_t) clcf->client_max_body_size;
+    }
+
+    /* 0, as for client_max_body_size: no limit */
+
+    return max == 0 || stored->len - 1 <= max;
+}
+
+
+/* a new pool for this attempt of a nested write, the last one released */
+
+static ngx_pool_t *
+ngx_http_actingweb_prop_attempt(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    cln = ctx->attempt;
+
+    if (cln == NULL) {
+        /* frees the pool of an attempt the request did not see end */
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_actingweb_prop_cleanup;
+        cln->data = NULL;
+        ctx->attempt = cln;
+    }
+
+    ngx_http_actingweb_prop_release(ctx);
+
+    cln->data = ngx_create_pool(4096, r->connection->log);
+
+    return cln->data;
+}
+
+
+static void
+ngx_http_actingweb_prop_release(ngx_http_actingweb_ctx_t *ctx)
+{
+    if (ctx->attempt) {
+        ngx_http_actingweb_prop_cleanup(ctx->attempt->data);
+        ctx->attempt->data = NULL;
+    }
+}
+
+
+static void
+ngx_http_actingweb_prop_cleanup(void *data)
+{
+    if (data) {
+        ngx_destroy_pool(data);
+    }
 }
 
 
@@ -1075,8 +1232,8 @@ ngx_http_actingweb_prop_walk(cJSON *node, ngx_str_t *segs, ngx_uint_t n)
 /* the first n path segments as a JSON array, for the change event */
 
 static ngx_int_t
-ngx_http_actingweb_prop_path(ngx_http_request_t *r, ngx_uint_t n,
-    ngx_str_t *out)
+ngx_http_actingweb_prop_path(ngx_http_request_t *r, ngx_pool_t *pool,
+    ngx_uint_t n, ngx_str_t *out)
 {
     cJSON                     *arr, *s;
     ngx_int_t                  rc;
@@ -1100,7 +1257,7 @@ ngx_http_actingweb_prop_path(ngx_http_request_t *r, ngx_uint_t n,
         cJSON_AddItemToArray(arr, s);
     }
 
-    rc = ngx_http_actingweb_json_print(r, arr, out);
+    rc = ngx_http_actingweb_prop_store(pool, arr, 0, out);
 
     cJSON_Delete(arr);
 

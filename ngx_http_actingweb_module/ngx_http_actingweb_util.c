@@ -2,7 +2,8 @@
 /*
  * Copyright (C) The ngx_http_actingweb_module authors
  *
- * Small helpers: random ids, UTF-8 checks, percent-decoding, names, forms.
+ * Small helpers: random ids, UTF-8 checks, percent-decoding, names, forms,
+ * request headers.
  */
 
 
@@ -347,4 +348,39 @@ ngx_http_actingweb_release(ngx_connection_t *c)
 
     ngx_free_connection(c);
     c->fd = (ngx_socket_t) -1;
+}
+
+
+/* the first request header of that name (case-insensitive), or NULL */
+
+ngx_table_elt_t *
+ngx_http_actingweb_header_in(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
 }

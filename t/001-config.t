@@ -25,6 +25,7 @@ __DATA__
     actingweb_desc "test actors";
     actingweb_version 2.1.3;
     actingweb_info https://example.org/info;
+    actingweb_max_value_size 512k;
     actingweb_peer_location /_peer;
     actingweb_peer_timeout 5s;
     actingweb_auto_approve friend partner;
@@ -424,3 +425,14 @@ invalid number of arguments in "actingweb_status" directive
 --- must_die
 --- error_log
 "actingweb" directive is duplicate
+
+
+
+=== TEST 36: actingweb_max_value_size garbage
+--- http_config
+    actingweb_max_value_size huge;
+--- config
+    location /x/ { actingweb; }
+--- must_die
+--- error_log
+"actingweb_max_value_size" directive invalid value

@@ -349,3 +349,62 @@ client sent invalid chunked body
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 22: a merge past actingweb_max_value_size is 413 and changes nothing
+--- config
+    location /aw/ {
+        actingweb;
+        actingweb_max_value_size 40;
+    }
+--- request eval
+["PUT /aw/{{id}}/properties/capped\n{\"a\": \"0123456789\"}",
+ "PUT /aw/{{id}}/properties/capped/b\n\"abcdefghijklmnopqrstuvwxyz\"",
+ "GET /aw/{{id}}/properties/capped",
+ "PUT /aw/{{id}}/properties/capped/c\n1",
+ "GET /aw/{{id}}/properties/capped"]
+--- error_code eval
+[204, 413, 200, 204, 200]
+--- response_body eval
+["", '{"error":{"code":413,"message":"property value too large"}}',
+ '{"a": "0123456789"}', "", '{"a":"0123456789","c":1}']
+
+
+
+=== TEST 23: ... so are PUT and POST values past it, and the POST stores none
+--- config
+    location /aw/ {
+        actingweb;
+        actingweb_max_value_size 40;
+    }
+--- request eval
+["PUT /aw/{{id}}/properties/big\n" . ('x' x 41),
+ "POST /aw/{{id}}/properties\n{\"small\": 1, \"big\": \"" . ('x' x 41) . "\"}",
+ "GET /aw/{{id}}/properties/small",
+ "PUT /aw/{{id}}/properties/edge\n" . ('x' x 40),
+ "DELETE /aw/{{id}}/properties/capped/a"]
+--- error_code eval
+[413, 413, 404, 204, 204]
+--- response_body eval
+['{"error":{"code":413,"message":"property value too large"}}',
+ '{"error":{"code":413,"message":"property value too large"}}',
+ '{"error":{"code":404,"message":"property not found"}}', "", ""]
+
+
+
+=== TEST 24: without the directive the cap is client_max_body_size
+--- config
+    location /aw/ {
+        actingweb;
+        client_max_body_size 64;
+    }
+--- request eval
+["PUT /aw/{{id}}/properties/bodycap\n{\"a\": \"" . ('x' x 40) . "\"}",
+ "PUT /aw/{{id}}/properties/bodycap/b\n\"" . ('y' x 30) . "\"",
+ "GET /aw/{{id}}/properties/bodycap/a"]
+--- error_code eval
+[204, 413, 200]
+--- response_body eval
+["", '{"error":{"code":413,"message":"property value too large"}}',
+ 'x' x 40]
