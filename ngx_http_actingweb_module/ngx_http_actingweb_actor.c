@@ -594,16 +594,29 @@ static ngx_int_t
 ngx_http_actingweb_actor_delete(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
+    ngx_uint_t                        i;
+    ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_redis_args_t  *a;
 
-    a = ngx_http_actingweb_redis_args(r, 4);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    if (a == NULL
-        || ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
-                                         "keys", NULL)
-           != NGX_OK
-        || ngx_http_actingweb_redis_creds(r, a) != NGX_OK)
-    {
+    a = ngx_http_actingweb_redis_args(r, 8);
+    if (a == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* every key of the actor, declared: the script deletes KEYS only */
+
+    for (i = 0; ngx_http_actingweb_actor_keys[i]; i++) {
+        if (ngx_http_actingweb_redis_key(r, a, &ctx->actor_id,
+                                         ngx_http_actingweb_actor_keys[i])
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_actingweb_redis_creds(r, a) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

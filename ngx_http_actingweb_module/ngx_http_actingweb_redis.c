@@ -14,6 +14,12 @@
  * call back with the op as private data.  Every op has a timer; when it
  * fires the request gets an error at once and the connection, which is
  * evidently stuck, is reset so that its pending ops are released.
+ *
+ * Request commands go out only on a connection whose set-up (AUTH,
+ * SELECT, SCRIPT LOAD, PING) has succeeded: commands queued behind a
+ * failing SELECT would run in the wrong database.  Ops that arrive while
+ * connecting are held here and sent when PING answers; a set-up failure
+ * answers them 503 with its cause.
  */
 
 
@@ -27,6 +33,8 @@
 #define NGX_HTTP_ACTINGWEB_REDIS_BACKOFF_MIN       50
 #define NGX_HTTP_ACTINGWEB_REDIS_BACKOFF_MAX       1000
 
+#define NGX_HTTP_ACTINGWEB_REDIS_CAUSE             160
+
 
 struct ngx_http_actingweb_redis_s {
     redisAsyncContext                   *ac;
@@ -35,10 +43,13 @@ struct ngx_http_actingweb_redis_s {
     ngx_event_t                          reconnect;
     ngx_event_t                          connect_timer;
     ngx_event_t                          reset;
+    ngx_queue_t                          held;       /* ops while connecting */
     ngx_msec_t                           backoff;
     ngx_uint_t                           state;
     ngx_log_t                           *log;
+    const char                          *reset_why;
     ngx_http_actingweb_main_conf_t      *amcf;
+    u_char                               cause[NGX_HTTP_ACTINGWEB_REDIS_CAUSE];
     unsigned                             exiting:1;
     unsigned                             down_logged:1;
 };
@@ -52,6 +63,8 @@ typedef struct {
     ngx_http_actingweb_redis_args_t     *args;
     ngx_int_t                            script;     /* -1: command */
     ngx_event_t                          timer;
+    ngx_queue_t                          queue;      /* in rd->held */
+    unsigned                             held:1;     /* not sent yet */
     unsigned                             done:1;     /* handler ran */
     unsigned                             retried:1;  /* after NOSCRIPT */
 } ngx_http_actingweb_redis_op_t;
@@ -61,6 +74,12 @@ static void ngx_http_actingweb_redis_connect(ngx_http_actingweb_redis_t *rd);
 static ngx_uint_t ngx_http_actingweb_redis_level(
     ngx_http_actingweb_redis_t *rd);
 static void ngx_http_actingweb_redis_schedule(ngx_http_actingweb_redis_t *rd);
+static void ngx_http_actingweb_redis_flush_held(
+    ngx_http_actingweb_redis_t *rd);
+static void ngx_http_actingweb_redis_fail_held(
+    ngx_http_actingweb_redis_t *rd);
+static void ngx_http_actingweb_redis_op_fail(
+    ngx_http_actingweb_redis_op_t *op);
 static void ngx_http_actingweb_redis_do_reset(ngx_http_actingweb_redis_t *rd,
     const char *why);
 static void ngx_http_actingweb_redis_reconnect_handler(ngx_event_t *ev);
@@ -124,6 +143,8 @@ ngx_http_actingweb_redis_init(ngx_cycle_t *cycle,
     rd->reset.data = &rd->dummy;
     rd->reset.log = cycle->log;
 
+    ngx_queue_init(&rd->held);
+
     amcf->redis = rd;
 
     ngx_http_actingweb_redis_connect(rd);
@@ -135,8 +156,10 @@ ngx_http_actingweb_redis_init(ngx_cycle_t *cycle,
 void
 ngx_http_actingweb_redis_exit(ngx_http_actingweb_main_conf_t *amcf)
 {
-    redisAsyncContext           *ac;
-    ngx_http_actingweb_redis_t  *rd;
+    ngx_queue_t                    *q;
+    redisAsyncContext              *ac;
+    ngx_http_actingweb_redis_t     *rd;
+    ngx_http_actingweb_redis_op_t  *op;
 
     rd = amcf->redis;
     if (rd == NULL) {
@@ -155,6 +178,21 @@ ngx_http_actingweb_redis_exit(ngx_http_actingweb_main_conf_t *amcf)
 
     if (rd->reset.posted) {
         ngx_delete_posted_event(&rd->reset);
+    }
+
+    /* like the ops in hiredis below: freed without an answer */
+
+    while (!ngx_queue_empty(&rd->held)) {
+        q = ngx_queue_head(&rd->held);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_actingweb_redis_op_t, queue);
+
+        if (op->timer.timer_set) {
+            ngx_del_timer(&op->timer);
+        }
+
+        op->cleanup->handler = NULL;
+        ngx_free(op);
     }
 
     if (rd->ac) {
@@ -189,6 +227,9 @@ ngx_http_actingweb_redis_connect(ngx_http_actingweb_redis_t *rd)
     u_char                           db[NGX_INT_T_LEN];
 
     amcf = rd->amcf;
+
+    /* a new attempt: its own failure, if any, will be the cause */
+    rd->cause[0] = '\0';
 
     if (amcf->redis_unix.len) {
         ac = redisAsyncConnectUnix((char *) amcf->redis_unix.data);
@@ -247,7 +288,7 @@ ngx_http_actingweb_redis_connect(ngx_http_actingweb_redis_t *rd)
     /*
      * hiredis 0.14 registers no event for a pending connect: queueing the
      * set-up commands adds the write event that completes it.  Requests
-     * sent meanwhile queue up behind them, in order.
+     * that arrive meanwhile are held until PING answers.
      */
 
     if (amcf->redis_password.len) {
@@ -281,8 +322,7 @@ ngx_http_actingweb_redis_connect(ngx_http_actingweb_redis_t *rd)
         argvlen[2] = ngx_strlen(ngx_http_actingweb_scripts[i].source);
 
         redisAsyncCommandArgv(ac, ngx_http_actingweb_redis_setup_reply,
-                              (void *) ngx_http_actingweb_scripts[i].name,
-                              3, argv, argvlen);
+                              (void *) "SCRIPT LOAD", 3, argv, argvlen);
     }
 
     argv[0] = "PING";
@@ -290,6 +330,8 @@ ngx_http_actingweb_redis_connect(ngx_http_actingweb_redis_t *rd)
 
     redisAsyncCommandArgv(ac, ngx_http_actingweb_redis_setup_reply, NULL,
                           1, argv, argvlen);
+
+    /* ... or with the connect timer, whichever comes first */
 
     ngx_add_timer(&rd->connect_timer, amcf->redis_timeout);
 }
@@ -308,6 +350,8 @@ static void
 ngx_http_actingweb_redis_schedule(ngx_http_actingweb_redis_t *rd)
 {
     rd->state = NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE;
+
+    ngx_http_actingweb_redis_fail_held(rd);
 
     if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
         return;
@@ -370,7 +414,7 @@ ngx_http_actingweb_redis_reset_handler(ngx_event_t *ev)
     rd = (ngx_http_actingweb_redis_t *)
              ((u_char *) c - offsetof(ngx_http_actingweb_redis_t, dummy));
 
-    ngx_http_actingweb_redis_do_reset(rd, "set-up failed");
+    ngx_http_actingweb_redis_do_reset(rd, rd->reset_why);
 }
 
 
@@ -482,23 +526,42 @@ static void
 ngx_http_actingweb_redis_setup_reply(redisAsyncContext *ac, void *rep,
     void *privdata)
 {
+    u_char                      *p;
     redisReply                  *reply = rep;
+    const char                  *cmd;
     ngx_http_actingweb_redis_t  *rd;
 
     rd = ac->data;
 
-    if (reply == NULL || rd->exiting) {
-        return;                          /* context is going away */
+    /* going away, or an earlier set-up command already failed */
+
+    if (reply == NULL || rd->exiting || rd->ac != ac
+        || rd->state != NGX_HTTP_ACTINGWEB_REDIS_CONNECTING)
+    {
+        return;
     }
 
+    cmd = privdata ? privdata : "PING";
+
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "actingweb: redis \"%V\" rejected %s: %*s",
-                      &rd->amcf->redis_addr,
-                      privdata ? (char *) privdata : "PING",
-                      (size_t) reply->len, reply->str);
+        p = ngx_snprintf(rd->cause, NGX_HTTP_ACTINGWEB_REDIS_CAUSE - 1,
+                         "Redis %s failed: %*s", cmd, (size_t) reply->len,
+                         reply->str);
+        *p = '\0';
+
+        ngx_log_error(ngx_http_actingweb_redis_level(rd), rd->log, 0,
+                      "actingweb: redis \"%V\" %s", &rd->amcf->redis_addr,
+                      rd->cause + sizeof("Redis ") - 1);
+        rd->down_logged = 1;
+
+        /* nothing more goes out on it; held ops get the cause now */
+
+        rd->state = NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE;
+        ngx_http_actingweb_redis_fail_held(rd);
 
         /* the context cannot be freed from inside its own callback */
+
+        rd->reset_why = "set-up failed";
 
         if (!rd->reset.posted) {
             ngx_post_event(&rd->reset, &ngx_posted_events);
@@ -526,6 +589,76 @@ ngx_http_actingweb_redis_setup_reply(redisAsyncContext *ac, void *rep,
     rd->state = NGX_HTTP_ACTINGWEB_REDIS_READY;
     rd->backoff = NGX_HTTP_ACTINGWEB_REDIS_BACKOFF_MIN;
     rd->down_logged = 0;
+
+    ngx_http_actingweb_redis_flush_held(rd);
+}
+
+
+static void
+ngx_http_actingweb_redis_flush_held(ngx_http_actingweb_redis_t *rd)
+{
+    ngx_queue_t                    *q;
+    ngx_http_actingweb_redis_op_t  *op;
+
+    while (!ngx_queue_empty(&rd->held)
+           && rd->state == NGX_HTTP_ACTINGWEB_REDIS_READY)
+    {
+        q = ngx_queue_head(&rd->held);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_actingweb_redis_op_t, queue);
+        op->held = 0;
+
+        if (ngx_http_actingweb_redis_send(op) != NGX_OK) {
+            ngx_http_actingweb_redis_op_fail(op);
+        }
+    }
+}
+
+
+/* the connection went down before its set-up finished */
+
+static void
+ngx_http_actingweb_redis_fail_held(ngx_http_actingweb_redis_t *rd)
+{
+    ngx_queue_t                    *q;
+    ngx_http_actingweb_redis_op_t  *op;
+
+    while (!ngx_queue_empty(&rd->held)) {
+        q = ngx_queue_head(&rd->held);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_actingweb_redis_op_t, queue);
+        op->held = 0;
+
+        ngx_http_actingweb_redis_op_fail(op);
+    }
+}
+
+
+/* answers an op that never reached Redis, and frees it */
+
+static void
+ngx_http_actingweb_redis_op_fail(ngx_http_actingweb_redis_op_t *op)
+{
+    ngx_connection_t                     *c;
+    ngx_http_request_t                   *r;
+    ngx_http_actingweb_redis_handler_pt   handler;
+
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
+
+    op->cleanup->handler = NULL;
+    op->redis->amcf->stats.redis_unavailable++;
+
+    r = op->request;
+    c = r->connection;
+    handler = op->handler;
+
+    ngx_free(op);
+
+    handler(r, NGX_HTTP_ACTINGWEB_REDIS_DOWN, NULL);
+
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -840,7 +973,11 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     op->timer.data = r->connection;
     op->timer.log = r->connection->log;
 
-    if (ngx_http_actingweb_redis_send(op) != NGX_OK) {
+    if (rd->state == NGX_HTTP_ACTINGWEB_REDIS_CONNECTING) {
+        ngx_queue_insert_tail(&rd->held, &op->queue);
+        op->held = 1;
+
+    } else if (ngx_http_actingweb_redis_send(op) != NGX_OK) {
         ngx_free(op);
         amcf->stats.redis_unavailable++;
         return NGX_DECLINED;
@@ -972,10 +1109,11 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
 static void
 ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
 {
-    ngx_connection_t               *c;
-    ngx_http_request_t             *r;
-    ngx_http_actingweb_redis_t     *rd;
-    ngx_http_actingweb_redis_op_t  *op;
+    ngx_connection_t                     *c;
+    ngx_http_request_t                   *r;
+    ngx_http_actingweb_redis_t           *rd;
+    ngx_http_actingweb_redis_op_t        *op;
+    ngx_http_actingweb_redis_handler_pt   handler;
 
     op = (ngx_http_actingweb_redis_op_t *)
              ((u_char *) ev - offsetof(ngx_http_actingweb_redis_op_t, timer));
@@ -983,8 +1121,7 @@ ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
     r = op->request;
     rd = op->redis;
     c = r->connection;
-
-    /* hiredis still holds the op: it is freed when its callback runs */
+    handler = op->handler;
 
     op->done = 1;
     op->request = NULL;
@@ -996,11 +1133,18 @@ ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
                   "actingweb: redis \"%V\" did not answer in %M ms",
                   &rd->amcf->redis_addr, rd->amcf->redis_timeout);
 
-    op->handler(r, NGX_HTTP_ACTINGWEB_REDIS_TIMEOUT, NULL);
+    if (op->held) {
+        /* still ours: the connect timer deals with the connection */
+        ngx_queue_remove(&op->queue);
+        ngx_free(op);
 
-    if (!rd->reset.posted && rd->ac) {
+    } else if (!rd->reset.posted && rd->ac) {
+        /* hiredis still holds the op: it is freed when its callback runs */
+        rd->reset_why = "timed out";
         ngx_post_event(&rd->reset, &ngx_posted_events);
     }
+
+    handler(r, NGX_HTTP_ACTINGWEB_REDIS_TIMEOUT, NULL);
 
     ngx_http_run_posted_requests(c);
 }
@@ -1017,6 +1161,12 @@ ngx_http_actingweb_redis_op_cleanup(void *data)
         ngx_del_timer(&op->timer);
     }
 
+    if (op->held) {
+        ngx_queue_remove(&op->queue);
+        ngx_free(op);
+        return;
+    }
+
     op->request = NULL;
 }
 
@@ -1025,6 +1175,10 @@ ngx_int_t
 ngx_http_actingweb_redis_reply_error(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply)
 {
+    u_char                          *p;
+    ngx_http_actingweb_redis_t      *rd;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
     switch (status) {
 
     case NGX_HTTP_ACTINGWEB_REDIS_TIMEOUT:
@@ -1041,9 +1195,28 @@ ngx_http_actingweb_redis_reply_error(ngx_http_request_t *r,
                                              "storage error");
 
     default:
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+        rd = amcf->redis;
+
+        if (rd == NULL || rd->cause[0] == '\0') {
+            return ngx_http_actingweb_send_error(r,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
                                              "storage unavailable, "
                                              "try again");
+        }
+
+        /* a set-up failure is named: it will not go away by itself */
+
+        p = ngx_pnalloc(r->pool, sizeof("storage unavailable: ")
+                                 + NGX_HTTP_ACTINGWEB_REDIS_CAUSE);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *ngx_sprintf(p, "storage unavailable: %s", rd->cause) = '\0';
+
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             (const char *) p);
     }
 }
 

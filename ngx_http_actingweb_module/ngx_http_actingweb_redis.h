@@ -64,6 +64,7 @@ typedef struct {
 
 
 extern ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[];
+extern const char                  *ngx_http_actingweb_actor_keys[];
 
 
 ngx_int_t ngx_http_actingweb_redis_init(ngx_cycle_t *cycle,

@@ -4,13 +4,18 @@
  *
  * Lua scripts: every change that touches more than one key, or that must
  * check and write in one step, runs as one script.  All keys of a script
- * share the actor's hash tag, so they live in one Redis Cluster slot.
+ * share the actor's hash tag, so they live in one Redis Cluster slot, and
+ * every key a script touches is passed in KEYS.
+ *
+ * Redis does not roll a script back: a command that fails after a write
+ * leaves that write in place.  So each script does everything that can
+ * fail (reads, type checks) before its first write, and writes the change
+ * event first, before the value it describes.
  *
  * Key layout (docs/operations.md):
  *     <prefix>:{<id>}:actor     hash: creator, pw, trustee_root, created
  *     <prefix>:{<id>}:props     hash: name -> "t<text>" or "j<json>"
  *     <prefix>:{<id>}:changes   stream of change events (capped)
- *     <prefix>:{<id>}:keys      set of further keys owned by the actor
  *     <prefix>:{<id>}:trust     hash: peer id -> trust record (JSON)
  *     <prefix>:{<id>}:trustsec  hash: SHA-256 of a trust secret -> peer id
  */
@@ -45,6 +50,44 @@
     "if not a[1] then return 0 end\n"                                         \
     "if a[1] ~= ARGV[1] or a[2] ~= ARGV[2] then return -2 end\n"
 
+/*
+ * Property writes (KEYS: actor, props, changes): a props or changes key of
+ * another type would make a write fail halfway; refuse before writing.
+ */
+
+#define NGX_HTTP_ACTINGWEB_LUA_TYPES                                          \
+    "for i, want in ipairs({'hash', 'stream'}) do\n"                          \
+    "  local t = redis.call('TYPE', KEYS[i + 1]).ok\n"                        \
+    "  if t ~= 'none' and t ~= want then\n"                                   \
+    "    return redis.error_reply('WRONGTYPE ' .. KEYS[i + 1] ..\n"           \
+    "                             ' is a ' .. t .. ', not a ' .. want)\n"     \
+    "  end\n"                                                                 \
+    "end\n"
+
+/* the property write scripts start with these */
+
+#define NGX_HTTP_ACTINGWEB_LUA_PROP                                           \
+    NGX_HTTP_ACTINGWEB_LUA_EMIT                                               \
+    NGX_HTTP_ACTINGWEB_LUA_AUTH                                               \
+    NGX_HTTP_ACTINGWEB_LUA_TYPES
+
+
+/*
+ * Every key of an actor: the suffixes of <prefix>:{<id>}:<suffix>.  Actor
+ * delete passes all of them as KEYS and deletes exactly those, so a new
+ * kind of per-actor data needs a fixed key name added here (a hash keyed
+ * by peer, say, rather than one key per peer).
+ */
+
+const char  *ngx_http_actingweb_actor_keys[] = {
+    "actor",                                 /* must stay first: auth */
+    "props",
+    "changes",
+    "trust",
+    "trustsec",
+    NULL
+};
+
 
 ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
 
@@ -59,22 +102,20 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes, keys; ARGV: creator, pw */
+    /* KEYS: ngx_http_actingweb_actor_keys (actor first); ARGV: creator,
+       pw */
     { "actor_delete",
       NGX_HTTP_ACTINGWEB_LUA_AUTH
-      "local extra = redis.call('SMEMBERS', KEYS[4])\n"
-      "for i = 1, #extra do redis.call('DEL', extra[i]) end\n"
-      "for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+      "redis.call('DEL', unpack(KEYS))\n"
       "return 1\n",
       "" },
 
     /* KEYS: actor, props, changes; ARGV: creator, pw, name, stored,
        path, value */
     { "prop_set",
-      NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_AUTH
-      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])\n"
+      NGX_HTTP_ACTINGWEB_LUA_PROP
       "emit(ARGV[5], 'set', ARGV[6])\n"
+      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])\n"
       "return 1\n",
       "" },
 
@@ -84,33 +125,32 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * returns -1 when the value changed since it was read
      */
     { "prop_cas",
-      NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_AUTH
+      NGX_HTTP_ACTINGWEB_LUA_PROP
       "local cur = redis.call('HGET', KEYS[2], ARGV[3])\n"
       "if ARGV[4] == '1' then\n"
       "  if cur ~= ARGV[5] then return -1 end\n"
       "elseif cur then return -1 end\n"
-      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])\n"
       "emit(ARGV[7], ARGV[8], ARGV[9])\n"
+      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])\n"
       "return 1\n",
       "" },
 
     /* KEYS: actor, props, changes; ARGV: creator, pw, name, path */
     { "prop_del",
-      NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_AUTH
-      "if redis.call('HDEL', KEYS[2], ARGV[3]) == 1 then\n"
+      NGX_HTTP_ACTINGWEB_LUA_PROP
+      "if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then\n"
       "  emit(ARGV[4], 'delete', '\"\"')\n"
+      "  redis.call('HDEL', KEYS[2], ARGV[3])\n"
       "end\n"
       "return 1\n",
       "" },
 
     /* KEYS: actor, props, changes; ARGV: creator, pw */
     { "prop_del_all",
-      NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_AUTH
-      "if redis.call('DEL', KEYS[2]) == 1 then\n"
+      NGX_HTTP_ACTINGWEB_LUA_PROP
+      "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
       "  emit('[]', 'delete', '\"\"')\n"
+      "  redis.call('DEL', KEYS[2])\n"
       "end\n"
       "return 1\n",
       "" },
@@ -118,12 +158,11 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
     /* KEYS: actor, props, changes;
        ARGV: creator, pw, value, name1, stored1, ... */
     { "prop_post",
-      NGX_HTTP_ACTINGWEB_LUA_EMIT
-      NGX_HTTP_ACTINGWEB_LUA_AUTH
+      NGX_HTTP_ACTINGWEB_LUA_PROP
+      "emit('[]', 'merge', ARGV[3])\n"
       "for i = 4, #ARGV, 2 do\n"
       "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
       "end\n"
-      "emit('[]', 'merge', ARGV[3])\n"
       "return 1\n",
       "" },
 

@@ -398,3 +398,102 @@ ActingWeb::Test::redis_cmd('HSET', "$p:{$me}:actor", 'pw', $hash);
 [403, 200, 403, 403, 200]
 --- response_body eval
 [qr/access denied/, "yes", qr/access denied/, qr/access denied/, "yes"]
+
+
+
+=== TEST 29: a second actor for the failure blocks
+--- request
+POST /aw/
+{"creator": "alice", "passphrase": "pw"}
+--- more_headers
+--- error_code: 201
+--- capture
+id2 = json:id
+
+
+
+=== TEST 30: ... with a plain and a JSON property
+--- request
+POST /aw/{{id2}}/properties
+{"x": "old", "j": {"a": 1}}
+--- error_code: 201
+
+
+
+=== TEST 31: the change stream cannot be written (wrong type): every write is 500 JSON and changes nothing
+--- init
+# XADD fails on a string: the value write used to come first and stay
+my $k = "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . captured('id2') . "}:changes";
+redis_cmd('DEL', $k);
+redis_cmd('SET', $k, 'not a stream');
+--- request eval
+["PUT /aw/{{id2}}/properties/x\nnew",
+ "PUT /aw/{{id2}}/properties/j/a\n2",
+ "PUT /aw/{{id2}}/properties/fresh\nnew",
+ "POST /aw/{{id2}}/properties\n{\"x\": \"posted\"}",
+ "DELETE /aw/{{id2}}/properties/x",
+ "DELETE /aw/{{id2}}/properties"]
+--- error_code eval
+[500, 500, 500, 500, 500, 500]
+--- response_body eval
+[('{"error":{"code":500,"message":"storage error"}}') x 6]
+--- error_log eval
+qr/actingweb: redis error: WRONGTYPE \S+:changes is a string, not a stream/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 32: ... and nothing was left half-written
+--- request
+GET /aw/{{id2}}/properties
+--- response_body_json
+{"x": "old", "j": {"a": 1}}
+--- init
+my $p = "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . captured('id2') . "}";
+my $v = redis_cmd('GET', "$p:changes");
+die "changes became '$v'\n" unless $v eq 'not a stream';
+my %props = redis_cmd('HGETALL', "$p:props");
+die "props changed: @{[ %props ]}\n"
+    unless join(',', map { "$_=$props{$_}" } sort keys %props)
+           eq 'j=j{"a":1},x=told';
+redis_cmd('DEL', "$p:changes");
+
+
+
+=== TEST 33: the properties hash has the wrong type: writes are 500 JSON and add no event
+--- init
+my $p = "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . captured('id2') . "}";
+$main::events = redis_cmd('XLEN', "$p:changes");
+redis_cmd('RENAME', "$p:props", "$p:props-saved");
+redis_cmd('SET', "$p:props", 'not a hash');
+--- request eval
+["PUT /aw/{{id2}}/properties/x\nnew",
+ "POST /aw/{{id2}}/properties\n{\"x\": \"posted\"}",
+ "DELETE /aw/{{id2}}/properties/x",
+ "DELETE /aw/{{id2}}/properties"]
+--- error_code eval
+[500, 500, 500, 500]
+--- response_body eval
+[('{"error":{"code":500,"message":"storage error"}}') x 4]
+--- error_log eval
+qr/actingweb: redis error: WRONGTYPE \S+:props is a string, not a hash/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 34: ... no event was added, the string is untouched
+--- request
+GET /aw/{{id2}}/properties/x
+--- response_body: old
+--- init
+my $p = "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . captured('id2') . "}";
+my $n = redis_cmd('XLEN', "$p:changes");
+die "events: $n, want 0\n" if $n;
+my $v = redis_cmd('GET', "$p:props");
+die "props became '$v'\n" unless $v eq 'not a hash';
+redis_cmd('DEL', "$p:props");
+redis_cmd('RENAME', "$p:props-saved", "$p:props");

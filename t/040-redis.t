@@ -42,17 +42,22 @@ sub free_port {
     return $s->sockport;
 }
 
+# A second one with two databases only: "actingweb_redis_db 5" fails.
+our $SmallPort = free_port();
+$ENV{TEST_NGINX_SMALL_REDIS_PORT} = $SmallPort;
+
 sub redis_start {
-    system('redis-server', '--bind', '127.0.0.1', '--port', $Port,
+    my ($port, $name, @extra) = @_ ? @_ : ($Port, 'redis');
+    system('redis-server', '--bind', '127.0.0.1', '--port', $port,
            '--save', '', '--appendonly', 'no', '--daemonize', 'yes',
-           '--enable-debug-command', 'yes',
-           '--dir', "$Dir", '--pidfile', "$Dir/redis.pid",
-           '--logfile', "$Dir/redis.log") == 0 or die "redis-server failed";
+           '--enable-debug-command', 'yes', @extra,
+           '--dir', "$Dir", '--pidfile', "$Dir/$name.pid",
+           '--logfile', "$Dir/$name.log") == 0 or die "redis-server failed";
     for (1 .. 100) {
-        return if qx{redis-cli -p $Port ping 2>/dev/null} =~ /PONG/;
+        return if qx{redis-cli -p $port ping 2>/dev/null} =~ /PONG/;
         select undef, undef, undef, 0.05;
     }
-    die "redis-server did not come up on $Port\n";
+    die "redis-server did not come up on $port\n";
 }
 
 our $Password;
@@ -72,8 +77,9 @@ sub later {
     POSIX::_exit(0);
 }
 
-# A Redis that accepts, records what it is sent and never answers: shows
-# that a command really is in flight.
+# A Redis that records what it is sent, answers the connection set-up
+# (+OK to anything else) and never answers EVALSHA: shows that a command
+# really is in flight.
 our $HungLog = "$Dir/hung.log";
 our $HungPid;
 {
@@ -84,13 +90,27 @@ our $HungPid;
     $HungPid = fork // die "fork: $!";
     if ($HungPid == 0) {
         my $sel = IO::Select->new($l);
+        my %buf;
         while (my @ready = $sel->can_read) {
             for my $s (@ready) {
                 if ($s == $l) { $sel->add($l->accept); next }
-                my $n = sysread $s, my $buf, 65536;
-                if (!$n) { $sel->remove($s); close $s; next }
+                my $n = sysread $s, $buf{$s}, 65536, length($buf{$s} // '');
+                if (!$n) { $sel->remove($s); delete $buf{$s}; close $s; next }
                 open my $fh, '>>', $HungLog or die $!;
-                print {$fh} $buf;
+                # whole commands (arrays of bulk strings) only
+                while ($buf{$s} =~ /\A\*(\d+)\r\n/) {
+                    my ($argc, $pos, @argv) = ($1, length $&);
+                    for (1 .. $argc) {
+                        last unless substr($buf{$s}, $pos) =~ /\A\$(\d+)\r\n/
+                            && length($buf{$s}) >= $pos + length($&) + $1 + 2;
+                        push @argv, substr $buf{$s}, $pos + length($&), $1;
+                        $pos += length($&) + $1 + 2;
+                    }
+                    last if @argv < $argc;
+                    substr($buf{$s}, 0, $pos) = '';
+                    print {$fh} "@argv[0 .. ($argc > 1 ? 1 : 0)]\n";
+                    syswrite $s, "+OK\r\n" unless $argv[0] =~ /^EVAL/i;
+                }
                 close $fh;
             }
         }
@@ -100,17 +120,20 @@ our $HungPid;
 
 # true once Redis stops answering (inside DEBUG SLEEP)
 sub redis_busy {
+    my ($port) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $Port) or return 0;
+                                  PeerPort => $port // $Port) or return 0;
     print {$s} "PING\r\n";
     return !IO::Select->new($s)->can_read(0.05);
 }
 
 redis_start();
+redis_start($SmallPort, 'small', '--databases', '2');
 END {
     return unless $$ == $Mine;
     kill 'KILL', $HungPid if $HungPid;
     redis_cli('shutdown', 'nosave') if $Port;
+    system('redis-cli', '-p', $SmallPort, 'shutdown', 'nosave');
 }
 
 add_block_preprocessor(sub {
@@ -325,14 +348,78 @@ main::redis_cli('client', 'kill', 'type', 'normal');
 
 
 
-=== TEST 13: a wrong password: 503 JSON, the refusal is logged, no alert
+=== TEST 13: a wrong password: 503 JSON naming the cause, logged once, no alert
 --- redis_extra: actingweb_redis_password wrong;
 --- request
 POST /aw/
 --- error_code: 503
---- response_body_like: ^\{"error":\{"code":503,"message":"storage (unavailable|did not answer in time), try again"\}\}$
---- error_log eval
-qr/actingweb: redis "127\.0\.0\.1:\d+" rejected AUTH: WRONGPASS/
+--- response_body_like: ^\{"error":\{"code":503,"message":"storage unavailable: Redis AUTH failed: WRONGPASS [^"]*"\}\}$
+--- grep_error_log eval
+qr/\[error\].*/
+--- grep_error_log_out eval
+qr/^\[error\] \d+#\d+: actingweb: redis "127\.0\.0\.1:\d+" AUTH failed: WRONGPASS [^\n]*\n\z/
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 14: a database Redis does not have: a request waits for SELECT, gets 503 with the cause
+--- redis: 127.0.0.1:$TEST_NGINX_SMALL_REDIS_PORT
+--- redis_extra: actingweb_redis_db 5;
+--- redis_timeout: 10s
+--- timeout: 20
+--- init
+# While Redis sleeps, the worker's next reconnect (back-off at most 1 s)
+# hangs with SELECT unanswered: the request arrives then.  It used to be
+# queued behind SELECT and run in db 0 when SELECT failed.
+system('redis-cli', '-p', $main::SmallPort, 'flushall');
+ActingWeb::Test::wait_for_server();
+main::later(0, sub {
+    system('redis-cli', '-p', $main::SmallPort, 'debug', 'sleep', '3');
+});
+for (1 .. 100) {
+    last if main::redis_busy($main::SmallPort);
+    select undef, undef, undef, 0.02;
+}
+select undef, undef, undef, 1.5;
+--- request
+POST /aw/
+--- error_code: 503
+--- response_body: {"error":{"code":503,"message":"storage unavailable: Redis SELECT failed: ERR DB index is out of range"}}
+--- grep_error_log eval
+qr/\[error\].*/
+--- grep_error_log_out eval
+qr/^\[error\] \d+#\d+: actingweb: redis "127\.0\.0\.1:\d+" SELECT failed: ERR DB index is out of range\n\z/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 15: ... and so do requests between reconnects
+--- redis: 127.0.0.1:$TEST_NGINX_SMALL_REDIS_PORT
+--- redis_extra: actingweb_redis_db 5;
+--- redis_timeout: 10s
+--- request eval
+["POST /aw/", "POST /aw/", "GET /aw/0123456789abcdef0123456789abcdef/meta"]
+--- error_code eval
+[503, 503, 503]
+--- response_body eval
+[('{"error":{"code":503,"message":"storage unavailable: Redis SELECT failed: ERR DB index is out of range"}}') x 3]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 16: ... and nothing was written to db 0 (or db 1)
+--- redis: 127.0.0.1:$TEST_NGINX_SMALL_REDIS_PORT
+--- init
+my $keys = qx{redis-cli -p $main::SmallPort -n 0 dbsize}
+         + qx{redis-cli -p $main::SmallPort -n 1 dbsize};
+die "$keys keys written despite the failed SELECT\n" if $keys;
+--- request
+GET /plain
+--- response_body
+ok
