@@ -13,8 +13,6 @@
 
 
 static void ngx_http_actingweb_json_cleanup(void *data);
-static ngx_int_t ngx_http_actingweb_json_has_nul(u_char *p, size_t len);
-static ngx_int_t ngx_http_actingweb_json_depth(cJSON *json, ngx_uint_t depth);
 static ngx_int_t ngx_http_actingweb_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_actingweb_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -202,17 +200,15 @@ ngx_http_actingweb_json_print(ngx_http_request_t *r, cJSON *json,
 
 /*
  * Parses a (not NUL-terminated) body; the tree is freed with the request
- * pool.  Returns NULL with *err set for malformed, over-deep or non-UTF-8
- * input.
+ * pool.  Returns NULL with *err set for input that is not strict RFC 8259
+ * JSON in UTF-8 or is nested too deeply (ngx_http_actingweb_json_valid).
  */
 
 cJSON *
 ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data, size_t len,
     const char **err)
 {
-    u_char              *p;
     cJSON               *json;
-    const char          *end;
     ngx_pool_cleanup_t  *cln;
 
     if (len == 0) {
@@ -220,8 +216,14 @@ ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data, size_t len,
         return NULL;
     }
 
-    if (!ngx_http_actingweb_utf8_valid(data, len)) {
-        *err = "body is not valid UTF-8";
+    if (ngx_http_actingweb_json_valid(data, len, err) != NGX_OK) {
+
+        /* the clearer reason, whatever the JSON error it ran into first */
+
+        if (!ngx_http_actingweb_utf8_valid(data, len)) {
+            *err = "body is not valid UTF-8";
+        }
+
         return NULL;
     }
 
@@ -231,34 +233,14 @@ ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data, size_t len,
         return NULL;
     }
 
-    if (ngx_http_actingweb_json_has_nul(data, len)) {
-        *err = "\\u0000 is not supported in JSON strings";
-        return NULL;
-    }
-
-    json = cJSON_ParseWithLengthOpts((const char *) data, len, &end, 0);
+    json = cJSON_ParseWithLength((const char *) data, len);
     if (json == NULL) {
         *err = "malformed JSON";
         return NULL;
     }
 
-    /* cJSON stops after the first value: anything but space is an error */
-
-    for (p = (u_char *) end; p < data + len; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            cJSON_Delete(json);
-            *err = "malformed JSON: data after the value";
-            return NULL;
-        }
-    }
-
     cln->handler = ngx_http_actingweb_json_cleanup;
     cln->data = json;
-
-    if (ngx_http_actingweb_json_depth(json, 0) != NGX_OK) {
-        *err = "JSON nested too deeply";
-        return NULL;
-    }
 
     return json;
 }
@@ -284,63 +266,10 @@ ngx_http_actingweb_json_guard(ngx_http_request_t *r, cJSON *json)
 }
 
 
-/*
- * "\u0000" in a JSON string (an escape, not an escaped backslash): cJSON
- * keeps strings NUL-terminated and would cut the value there silently.
- */
-
-static ngx_int_t
-ngx_http_actingweb_json_has_nul(u_char *p, size_t len)
-{
-    u_char      *last;
-    ngx_uint_t   slashes;
-
-    last = p + len;
-    slashes = 0;
-
-    for ( /* void */ ; p < last; p++) {
-
-        if (*p == '\\') {
-            slashes++;
-            continue;
-        }
-
-        if (slashes % 2 && *p == 'u' && last - p >= 5
-            && ngx_strncmp(p + 1, "0000", 4) == 0)
-        {
-            return 1;
-        }
-
-        slashes = 0;
-    }
-
-    return 0;
-}
-
-
 static void
 ngx_http_actingweb_json_cleanup(void *data)
 {
     cJSON_Delete(data);
-}
-
-
-static ngx_int_t
-ngx_http_actingweb_json_depth(cJSON *json, ngx_uint_t depth)
-{
-    cJSON  *child;
-
-    if (depth >= NGX_HTTP_ACTINGWEB_JSON_DEPTH) {
-        return NGX_ERROR;
-    }
-
-    for (child = json->child; child; child = child->next) {
-        if (ngx_http_actingweb_json_depth(child, depth + 1) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
 }
 
 

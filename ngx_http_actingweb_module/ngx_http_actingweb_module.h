@@ -201,6 +201,10 @@ ngx_table_elt_t *ngx_http_actingweb_header(ngx_http_request_t *r,
     const char *key, const char *value);
 ngx_int_t ngx_http_actingweb_filter_init(ngx_conf_t *cf);
 
+/* jsonv.c */
+ngx_int_t ngx_http_actingweb_json_valid(u_char *p, size_t len,
+    const char **err);
+
 /* util.c */
 ngx_int_t ngx_http_actingweb_random_hex(u_char *dst, size_t len);
 ngx_int_t ngx_http_actingweb_utf8_valid(u_char *p, size_t len);

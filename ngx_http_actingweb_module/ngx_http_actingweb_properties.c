@@ -39,6 +39,7 @@ static void ngx_http_actingweb_prop_written(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_prop_body(ngx_http_request_t *r,
     cJSON **value, ngx_str_t *stored, const char **err);
+static ngx_uint_t ngx_http_actingweb_prop_looks_json(ngx_str_t *body);
 static ngx_int_t ngx_http_actingweb_prop_store(ngx_pool_t *pool,
     cJSON *value, u_char tag, ngx_str_t *stored);
 static ngx_int_t ngx_http_actingweb_prop_tag(ngx_pool_t *pool, u_char tag,
@@ -933,8 +934,9 @@ done:
 
 
 /*
- * The body of a PUT as a value: JSON when declared so (it must parse),
- * text for text types, otherwise JSON if it parses and text if not.
+ * The body of a PUT as a value: JSON when declared so, text for text types;
+ * otherwise JSON when it starts with "{" or "[", else JSON if it is valid
+ * JSON and text if not.  JSON must be strict RFC 8259: it is stored as sent.
  */
 
 static ngx_int_t
@@ -950,11 +952,6 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
 
     if (ctx->body.len == 0) {
         *err = "empty body: send the value";
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    if (!ngx_http_actingweb_utf8_valid(ctx->body.data, ctx->body.len)) {
-        *err = "body is not valid UTF-8";
         return NGX_HTTP_BAD_REQUEST;
     }
 
@@ -987,12 +984,19 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
     if (!is_text) {
         json = ngx_http_actingweb_json_parse(r, ctx->body.data,
                                              ctx->body.len, err);
-        if (json == NULL && is_json) {
+        if (json == NULL
+            && (is_json || ngx_http_actingweb_prop_looks_json(&ctx->body)))
+        {
             return NGX_HTTP_BAD_REQUEST;
         }
     }
 
     if (json == NULL) {
+        if (!ngx_http_actingweb_utf8_valid(ctx->body.data, ctx->body.len)) {
+            *err = "body is not valid UTF-8";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
         if (ngx_strlchr(ctx->body.data, ctx->body.data + ctx->body.len, '\0'))
         {
             *err = "text values cannot contain NUL characters";
@@ -1022,6 +1026,31 @@ ngx_http_actingweb_prop_body(ngx_http_request_t *r, cJSON **value,
 
     return ngx_http_actingweb_prop_tag(r->pool, 'j', ctx->body.data,
                                        ctx->body.len, stored);
+}
+
+
+/*
+ * An object or array was meant (blanks and a BOM, which cJSON used to skip,
+ * do not make it text): storing it as text would hide the client's error.
+ */
+
+static ngx_uint_t
+ngx_http_actingweb_prop_looks_json(ngx_str_t *body)
+{
+    u_char  *p, *last;
+
+    p = body->data;
+    last = p + body->len;
+
+    if (body->len >= 3 && ngx_strncmp(p, "\xef\xbb\xbf", 3) == 0) {
+        p += 3;
+    }
+
+    while (p < last && *p <= ' ') {
+        p++;
+    }
+
+    return p < last && (*p == '{' || *p == '[');
 }
 
 
