@@ -111,6 +111,18 @@ ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
 }
 
 
+/* spec: a strong passphrase of a "trustee" creator is a bearer token */
+
+ngx_int_t
+ngx_http_actingweb_auth_trustee(ngx_http_actingweb_ctx_t *ctx)
+{
+    return ctx->actor.creator.len == sizeof("trustee") - 1
+           && ngx_strncmp(ctx->actor.creator.data, "trustee",
+                          sizeof("trustee") - 1) == 0
+           && ctx->pass.len >= NGX_HTTP_ACTINGWEB_TRUSTEE_MIN;
+}
+
+
 /*
  * Needs ctx->actor.  Returns NGX_OK, or the status to answer with:
  * 401 without usable credentials, 403 with wrong ones.
@@ -118,7 +130,7 @@ ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
-    ngx_http_actingweb_ctx_t *ctx)
+    ngx_http_actingweb_ctx_t *ctx, ngx_http_actingweb_done_pt done)
 {
     ngx_str_t  trustee = ngx_string("trustee");
 
@@ -143,13 +155,7 @@ ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
 
     case NGX_HTTP_ACTINGWEB_AUTH_BEARER:
 
-        /* spec: a strong passphrase of a "trustee" creator is a bearer */
-
-        if (ctx->actor.creator.len == trustee.len
-            && ngx_strncmp(ctx->actor.creator.data, trustee.data,
-                           trustee.len) == 0
-            && ctx->pass.len >= NGX_HTTP_ACTINGWEB_TRUSTEE_MIN)
-        {
+        if (ngx_http_actingweb_auth_trustee(ctx)) {
             return ngx_http_actingweb_auth_verify(r, ctx, &trustee,
                                                   &ctx->pass);
         }

@@ -126,7 +126,28 @@ typedef enum {
 } ngx_http_actingweb_actor_state_e;
 
 
+/* what a route needs before its endpoint runs (route table, handler.c) */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_ACCESS_NONE = 0,      /* no actor: the factory */
+    NGX_HTTP_ACTINGWEB_ACCESS_PUBLIC,        /* the actor must exist */
+    NGX_HTTP_ACTINGWEB_ACCESS_CREATOR        /* creator or trustee */
+} ngx_http_actingweb_access_e;
+
+
+/* who the access step let in */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_ROLE_NONE = 0,        /* public access */
+    NGX_HTTP_ACTINGWEB_ROLE_CREATOR,         /* Basic, creator's passphrase */
+    NGX_HTTP_ACTINGWEB_ROLE_TRUSTEE,         /* Bearer, trustee passphrase */
+    NGX_HTTP_ACTINGWEB_ROLE_PEER             /* Bearer, a trust's secret */
+} ngx_http_actingweb_role_e;
+
+
 typedef ngx_int_t (*ngx_http_actingweb_step_pt)(ngx_http_request_t *r);
+
+/* called in the worker when a check that went off the loop is done */
+typedef void (*ngx_http_actingweb_done_pt)(ngx_http_request_t *r,
+    ngx_int_t rc);
 
 
 struct ngx_http_actingweb_ctx_s {
@@ -137,7 +158,6 @@ struct ngx_http_actingweb_ctx_s {
     ngx_uint_t                      nsegs;
 
     ngx_str_t                       body;
-    unsigned                        need_auth:1;
     unsigned                        fast:1;          /* auth_known write */
 
     ngx_http_actingweb_auth_e       auth;
@@ -147,7 +167,11 @@ struct ngx_http_actingweb_ctx_s {
     ngx_http_actingweb_actor_t      actor;
     ngx_http_actingweb_actor_state_e  actor_state;
 
-    ngx_http_actingweb_step_pt      next;            /* after actor load */
+    ngx_http_actingweb_role_e       role;            /* set by access.c */
+    void                           *peer;            /* ROLE_PEER: trust */
+    void                           *access;          /* access.c state */
+
+    ngx_http_actingweb_step_pt      next;            /* the endpoint */
     cJSON                          *value;           /* parsed PUT body */
     ngx_uint_t                      retries;
     void                           *data;            /* handler state */
@@ -208,7 +232,8 @@ ngx_int_t ngx_http_actingweb_form_parse(ngx_http_request_t *r,
 void ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx);
 ngx_int_t ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
-    ngx_http_actingweb_ctx_t *ctx);
+    ngx_http_actingweb_ctx_t *ctx, ngx_http_actingweb_done_pt done);
+ngx_int_t ngx_http_actingweb_auth_trustee(ngx_http_actingweb_ctx_t *ctx);
 ngx_int_t ngx_http_actingweb_auth_hash(ngx_http_request_t *r,
     ngx_str_t *passphrase, ngx_str_t *out);
 ngx_int_t ngx_http_actingweb_auth_reply(ngx_http_request_t *r,
