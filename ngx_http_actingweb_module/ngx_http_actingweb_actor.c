@@ -20,6 +20,7 @@ typedef struct {
     ngx_str_t                        creator;
     ngx_str_t                        passphrase;
     ngx_str_t                        trustee_root;
+    ngx_str_t                        pwhash;
 } ngx_http_actingweb_new_actor_t;
 
 
@@ -27,6 +28,9 @@ static ngx_int_t ngx_http_actingweb_factory_input(ngx_http_request_t *r,
     ngx_http_actingweb_new_actor_t *na, const char **err);
 static ngx_int_t ngx_http_actingweb_json_string(cJSON *in, const char *name,
     ngx_str_t *out, size_t max, const char **err);
+static void ngx_http_actingweb_factory_hashed(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_actingweb_factory_store(ngx_http_request_t *r);
 static void ngx_http_actingweb_factory_done(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_actor_get(ngx_http_request_t *r);
@@ -47,10 +51,8 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
     const char                       *err;
-    ngx_str_t                         pwhash, created;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_new_actor_t   *na;
-    ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
@@ -92,10 +94,48 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
         na->passphrase.len = NGX_HTTP_ACTINGWEB_SECRET_LEN;
     }
 
-    if (ngx_http_actingweb_auth_hash(r, &na->passphrase, &pwhash) != NGX_OK)
-    {
+    ctx->data = na;
+
+    /* the hash is derived in the thread pool: the store waits for it */
+
+    rc = ngx_http_actingweb_auth_hash(r, &na->passphrase, &na->pwhash,
+                                      ngx_http_actingweb_factory_hashed);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    return ngx_http_actingweb_factory_store(r);
+}
+
+
+static void
+ngx_http_actingweb_factory_hashed(ngx_http_request_t *r, ngx_int_t rc)
+{
+    rc = (rc == NGX_OK) ? ngx_http_actingweb_factory_store(r)
+                        : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_factory_store(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         created;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_new_actor_t   *na;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    na = ctx->data;
 
     created.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
     if (created.data == NULL) {
@@ -110,7 +150,8 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
         || ngx_http_actingweb_redis_key(r, a, &na->id, "actor") != NGX_OK
         || ngx_http_actingweb_redis_arg(a, na->creator.data, na->creator.len)
            != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, pwhash.data, pwhash.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, na->pwhash.data, na->pwhash.len)
+           != NGX_OK
         || ngx_http_actingweb_redis_arg(a, na->trustee_root.data,
                                         na->trustee_root.len) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, created.data, created.len)
@@ -118,8 +159,6 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->data = na;
 
     rc = ngx_http_actingweb_redis_script(r, NGX_HTTP_ACTINGWEB_SCRIPT_CREATE,
                                          a, ngx_http_actingweb_factory_done);

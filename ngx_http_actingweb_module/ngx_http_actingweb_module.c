@@ -206,6 +206,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       offsetof(ngx_http_actingweb_loc_conf_t, devtest),
       NULL },
 
+    { ngx_string("actingweb_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_thread_pool,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("actingweb_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_actingweb_status,
@@ -411,6 +418,7 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->peer_timeout = NGX_CONF_UNSET_MSEC;
     alcf->auto_approve = NGX_CONF_UNSET_PTR;
     alcf->devtest = NGX_CONF_UNSET;
+    alcf->thread_pool = NGX_CONF_UNSET_PTR;
 
     return alcf;
 }
@@ -441,7 +449,7 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->devtest, prev->devtest, 0);
 
-    return NGX_CONF_OK;
+    return ngx_http_actingweb_thread_pool_merge(cf, prev, conf);
 }
 
 

@@ -66,6 +66,8 @@ typedef struct {
     ngx_http_actingweb_redis_t     *redis;
     ngx_http_actingweb_curl_t      *curl;
     u_char                         *auth_cache;
+    u_char                         *auth_fails;
+    u_char                         *auth_buckets;
     void                           *auth_md;         /* EVP_MD, fetched */
     ngx_http_actingweb_stats_t      stats;
 } ngx_http_actingweb_main_conf_t;
@@ -88,6 +90,7 @@ typedef struct {
     ngx_str_t                       default_relationship;
 
     ngx_flag_t                      devtest;
+    void                           *thread_pool;     /* for key derivation */
 } ngx_http_actingweb_loc_conf_t;
 
 
@@ -235,12 +238,16 @@ ngx_int_t ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, ngx_http_actingweb_done_pt done);
 ngx_int_t ngx_http_actingweb_auth_trustee(ngx_http_actingweb_ctx_t *ctx);
 ngx_int_t ngx_http_actingweb_auth_hash(ngx_http_request_t *r,
-    ngx_str_t *passphrase, ngx_str_t *out);
+    ngx_str_t *passphrase, ngx_str_t *out, ngx_http_actingweb_done_pt done);
 ngx_int_t ngx_http_actingweb_auth_reply(ngx_http_request_t *r,
     ngx_int_t rc);
 ngx_int_t ngx_http_actingweb_auth_known(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx);
 void ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf);
+char *ngx_http_actingweb_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
+    ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf);
 
 /* actor.c */
 ngx_int_t ngx_http_actingweb_factory(ngx_http_request_t *r);
