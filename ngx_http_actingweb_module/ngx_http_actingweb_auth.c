@@ -45,7 +45,7 @@
 #define NGX_HTTP_ACTINGWEB_FAIL_SLOTS    1024
 #define NGX_HTTP_ACTINGWEB_BUCKET_SLOTS  256
 #define NGX_HTTP_ACTINGWEB_FAIL_BURST    10
-#define NGX_HTTP_ACTINGWEB_FAIL_RATE     5       /* tokens per second */
+#define NGX_HTTP_ACTINGWEB_FAIL_RATE     1       /* tokens per second */
 
 
 typedef struct {
