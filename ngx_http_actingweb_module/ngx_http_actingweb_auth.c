@@ -43,7 +43,7 @@
 #define NGX_HTTP_ACTINGWEB_DIGEST_LEN    32
 #define NGX_HTTP_ACTINGWEB_HASH_MAX      128
 #define NGX_HTTP_ACTINGWEB_FAIL_SLOTS    1024
-#define NGX_HTTP_ACTINGWEB_BUCKET_SLOTS  256
+#define NGX_HTTP_ACTINGWEB_BUCKET_SLOTS  1024
 #define NGX_HTTP_ACTINGWEB_FAIL_BURST    10
 #define NGX_HTTP_ACTINGWEB_FAIL_RATE     1       /* tokens per second */
 
@@ -63,7 +63,6 @@ typedef struct {
 
 /* derivations for unknown credentials left to an actor */
 typedef struct {
-    u_char                           id[NGX_HTTP_ACTINGWEB_ID_LEN];
     ngx_msec_t                       last;
     ngx_uint_t                       tokens;    /* in 1/1000 */
 } ngx_http_actingweb_bucket_t;
@@ -464,7 +463,11 @@ ngx_http_actingweb_fail_slot(ngx_http_request_t *r, u_char *key,
 }
 
 
-/* an actor's bucket; a new actor in the slot starts full */
+/*
+ * An actor's bucket, found by its id: actors that collide share one (a
+ * reset on collision would let alternating requests lift the bound).
+ * Unused slots (last 0) fill up on their first refill.
+ */
 
 static ngx_http_actingweb_bucket_t *
 ngx_http_actingweb_bucket(ngx_http_request_t *r, ngx_str_t *id)
@@ -482,12 +485,6 @@ ngx_http_actingweb_bucket(ngx_http_request_t *r, ngx_str_t *id)
     h = ngx_hash_key(id->data, id->len);
     b = (ngx_http_actingweb_bucket_t *) amcf->auth_buckets
         + h % NGX_HTTP_ACTINGWEB_BUCKET_SLOTS;
-
-    if (ngx_memcmp(b->id, id->data, id->len) != 0) {
-        ngx_memcpy(b->id, id->data, id->len);
-        b->tokens = NGX_HTTP_ACTINGWEB_FAIL_BURST * 1000;
-        b->last = ngx_current_msec;
-    }
 
     return b;
 }
