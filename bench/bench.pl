@@ -12,6 +12,8 @@
 #   BENCH_DELAY_MS=5      latency the proxy adds in EACH direction
 #   BENCH_PROXY_CONNS=256 wrk connections for the second round through
 #                         the proxy (the first uses 64, like the others)
+#   BENCH_FLOOD_RATE=2000 wrong-passphrase requests per second sent
+#                         during the flood row
 #   BENCH_KEEP=1          keep the temp dir (logs, configs) afterwards
 
 use strict;
@@ -35,6 +37,7 @@ my $SECONDS     = env_int('BENCH_SECONDS',     10);
 my $DELAY_MS    = env_int('BENCH_DELAY_MS',    5);
 my $PROXY_CONNS = env_int('BENCH_PROXY_CONNS', 256);
 my $CONNS       = 64;
+my $FLOOD_RATE  = env_int('BENCH_FLOOD_RATE', 2000);
 my $THREADS     = 2;
 
 my $CREATOR    = 'bench';
@@ -487,6 +490,45 @@ sub run_wrk {
     return \%r;
 }
 
+# A client sending wrong passphrases (all different) at about
+# $FLOOD_RATE req/s: wrk's delay() paces each of its connections.
+# Returns the pid and its log; stop_flood() reads the rate it reached.
+sub start_flood {
+    my ($ngx, $id) = @_;
+    my $conns = 20;
+    my $auths = join ",\n", map {
+        '"Basic ' . encode_base64("$CREATOR:wrong-$_", '') . '"'
+    } 1 .. 5000;
+    my $file = "$TMP/flood.lua";
+    spew($file, <<"LUA");
+local auths = {
+$auths
+}
+local i = 0
+request = function()
+    i = i % #auths + 1
+    return wrk.format("GET", "/$id/properties/name",
+                      { Authorization = auths[i] })
+end
+delay = function() return ${\ int($conns * 1000 / $FLOOD_RATE) } end
+LUA
+    my $log = "$TMP/flood.wrk.txt";
+    my @cmd = ('wrk', '-t1', "-c$conns", '-d' . ($SECONDS + 5) . 's',
+        '-s', $file, "http://127.0.0.1:$ngx->{port}/");
+    spew($log, "@cmd\n");
+    my $pid = spawn('wrk-flood', $log, @cmd);
+    sleep 1;    # past the burst the failure bound allows
+    return { pid => $pid, log => $log };
+}
+
+sub stop_flood {
+    my ($f) = @_;
+    stop($f->{pid}, 'INT', 5);
+    delete $STATUS{$f->{pid}};
+    my $out = slurp($f->{log});
+    return $out =~ /^Requests\/sec:\s*([\d.]+)/m ? $1 : undef;
+}
+
 # ---------------------------------------------------------------------------
 # the report
 
@@ -630,6 +672,17 @@ sub main {
 
     $run->($direct, $_, $CONNS, $_->{label}) for @scenarios;
 
+    # the property GET again while wrong passphrases flood the same worker
+    my $flood_rps;
+    {
+        my $flood = start_flood($direct, $id);
+        my %sc = (%{ $scenarios[1] }, key => 'prop-flood');
+        $sc{expect_body} = 'world' unless $results[3]{error};
+        $run->($direct, \%sc, $CONNS,
+               "GET /<id>/properties/name + wrong-passphrase flood");
+        $flood_rps = stop_flood($flood);
+    }
+
     # The same reads with Redis "far away".  A failure to set that up
     # fails these rows only: the table of the others is still worth having.
     my @far = map {
@@ -696,6 +749,10 @@ sub main {
         ? join('; ', map { "$_->{label} c$_->{conns}: $_->{non2xx} non-2xx, "
                            . "$_->{sockerr} socket of $_->{requests}" } @errs)
         : 'none in the runs above') . ".\n";
+    $note .= sprintf "\nThe flood row: a second wrk sent wrong passphrases "
+        . "(5000 different ones) to the same actor and worker at %s req/s "
+        . "(target %d) during the run.\n",
+        defined $flood_rps ? sprintf('%.0f', $flood_rps) : '?', $FLOOD_RATE;
     $note .= "\nredis cmds/req: Redis's total_commands_processed per "
         . "request; the calls a Lua script makes count too, so it is not "
         . "the number of round trips.\n";

@@ -3,8 +3,8 @@
  * Copyright (C) The ngx_http_actingweb_module authors
  *
  * The factory (POST <factory>/), the actor root (GET, DELETE), /meta and
- * /devtest, and the "load the actor, check the creator" step shared by
- * endpoints.
+ * /devtest.  The actor is loaded and the caller checked by the access
+ * step (access.c) before these run.
  */
 
 
@@ -20,6 +20,7 @@ typedef struct {
     ngx_str_t                        creator;
     ngx_str_t                        passphrase;
     ngx_str_t                        trustee_root;
+    ngx_str_t                        pwhash;
 } ngx_http_actingweb_new_actor_t;
 
 
@@ -27,19 +28,16 @@ static ngx_int_t ngx_http_actingweb_factory_input(ngx_http_request_t *r,
     ngx_http_actingweb_new_actor_t *na, const char **err);
 static ngx_int_t ngx_http_actingweb_json_string(cJSON *in, const char *name,
     ngx_str_t *out, size_t max, const char **err);
+static void ngx_http_actingweb_factory_hashed(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_actingweb_factory_store(ngx_http_request_t *r);
 static void ngx_http_actingweb_factory_done(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_status_e status, redisReply *reply);
-static ngx_int_t ngx_http_actingweb_actor_command(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_handler_pt handler);
-static void ngx_http_actingweb_actor_stash(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_status_e status, redisReply *reply);
-static void ngx_http_actingweb_actor_loaded(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_actor_get(ngx_http_request_t *r);
 static ngx_int_t ngx_http_actingweb_actor_delete(ngx_http_request_t *r);
 static void ngx_http_actingweb_actor_deleted(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
-static ngx_int_t ngx_http_actingweb_meta_send(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_actingweb_meta_known(ngx_http_request_t *r);
 static ngx_int_t ngx_http_actingweb_send_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *text);
 
@@ -53,10 +51,8 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
     const char                       *err;
-    ngx_str_t                         pwhash, created;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_new_actor_t   *na;
-    ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
@@ -98,10 +94,48 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
         na->passphrase.len = NGX_HTTP_ACTINGWEB_SECRET_LEN;
     }
 
-    if (ngx_http_actingweb_auth_hash(r, &na->passphrase, &pwhash) != NGX_OK)
-    {
+    ctx->data = na;
+
+    /* the hash is derived in the thread pool: the store waits for it */
+
+    rc = ngx_http_actingweb_auth_hash(r, &na->passphrase, &na->pwhash,
+                                      ngx_http_actingweb_factory_hashed);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    return ngx_http_actingweb_factory_store(r);
+}
+
+
+static void
+ngx_http_actingweb_factory_hashed(ngx_http_request_t *r, ngx_int_t rc)
+{
+    rc = (rc == NGX_OK) ? ngx_http_actingweb_factory_store(r)
+                        : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_factory_store(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         created;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_new_actor_t   *na;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    na = ctx->data;
 
     created.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
     if (created.data == NULL) {
@@ -116,7 +150,8 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
         || ngx_http_actingweb_redis_key(r, a, &na->id, "actor") != NGX_OK
         || ngx_http_actingweb_redis_arg(a, na->creator.data, na->creator.len)
            != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, pwhash.data, pwhash.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, na->pwhash.data, na->pwhash.len)
+           != NGX_OK
         || ngx_http_actingweb_redis_arg(a, na->trustee_root.data,
                                         na->trustee_root.len) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, created.data, created.len)
@@ -124,8 +159,6 @@ ngx_http_actingweb_factory(ngx_http_request_t *r)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->data = na;
 
     rc = ngx_http_actingweb_redis_script(r, NGX_HTTP_ACTINGWEB_SCRIPT_CREATE,
                                          a, ngx_http_actingweb_factory_done);
@@ -325,222 +358,19 @@ done:
 }
 
 
-/*
- * Reads the actor record; 404 if there is none, then (if auth) checks the
- * creator's credentials and continues with next().
- */
-
 ngx_int_t
-ngx_http_actingweb_actor_load(ngx_http_request_t *r, ngx_uint_t auth,
-    ngx_http_actingweb_step_pt next)
-{
-    ngx_int_t                  rc;
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    ctx->next = next;
-    ctx->need_auth = auth ? 1 : 0;
-
-    rc = ngx_http_actingweb_actor_command(r, ngx_http_actingweb_actor_loaded);
-
-    return ngx_http_actingweb_redis_started(r, rc);
-}
-
-
-/*
- * A write by the creator: with credentials this worker verified before,
- * straight to the write script, which checks them (one round trip);
- * otherwise read and check the actor first.
- */
-
-ngx_int_t
-ngx_http_actingweb_actor_write(ngx_http_request_t *r,
-    ngx_http_actingweb_step_pt step)
+ngx_http_actingweb_actor_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan)
 {
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    if (ngx_http_actingweb_auth_known(r, ctx) == NGX_OK) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "actingweb write with remembered credentials");
-        ctx->next = step;
-        ctx->fast = 1;
-
-        return step(r);
+    if (ctx->method == NGX_HTTP_DELETE) {
+        plan->load = NGX_HTTP_ACTINGWEB_LOAD_WRITE;
     }
 
-    return ngx_http_actingweb_actor_load(r, 1, step);
-}
-
-
-/*
- * A write script found another creator or passphrase hash than the one
- * sent: after the fast path, check the credentials properly and write
- * again; after a full check, the actor changed in between.
- */
-
-ngx_int_t
-ngx_http_actingweb_actor_changed(ngx_http_request_t *r)
-{
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (ctx->fast) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "actingweb credentials changed, checking again");
-        ctx->fast = 0;
-        return ngx_http_actingweb_actor_load(r, 1, ctx->next);
-    }
-
-    return ngx_http_actingweb_send_error(r, NGX_HTTP_CONFLICT,
-                                         "actor changed meanwhile, "
-                                         "try again");
-}
-
-
-/*
- * Only sends the read: for pipelining it in front of another command whose
- * handler then calls ngx_http_actingweb_actor_accept().
- */
-
-ngx_int_t
-ngx_http_actingweb_actor_fetch(ngx_http_request_t *r)
-{
-    return ngx_http_actingweb_actor_command(r,
-                                            ngx_http_actingweb_actor_stash);
-}
-
-
-static ngx_int_t
-ngx_http_actingweb_actor_command(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_handler_pt handler)
-{
-    ngx_http_actingweb_redis_args_t  *a;
-
-    a = ngx_http_actingweb_redis_args(r, 5);
-
-    if (a == NULL
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "HMGET", 5) != NGX_OK
-        || ngx_http_actingweb_redis_keys(r, a, "actor", NULL) != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "creator", 7) != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "pw", 2) != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "trustee_root", 12)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_actingweb_redis_command(r, a, handler);
-}
-
-
-/* keeps the record in ctx; errors are answered by the next command */
-
-static void
-ngx_http_actingweb_actor_stash(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_status_e status, redisReply *reply)
-{
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_FAILED;
-
-    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK
-        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
-    {
-        return;
-    }
-
-    if (reply->element[0]->type != REDIS_REPLY_STRING) {
-        ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_MISSING;
-        return;
-    }
-
-    if (ngx_http_actingweb_reply_str(r, reply->element[0],
-                                     &ctx->actor.creator) == NGX_OK
-        && ngx_http_actingweb_reply_str(r, reply->element[1],
-                                        &ctx->actor.pwhash) == NGX_OK
-        && ngx_http_actingweb_reply_str(r, reply->element[2],
-                                        &ctx->actor.trustee_root) == NGX_OK)
-    {
-        ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_FOUND;
-    }
-}
-
-
-/*
- * After the record arrived: 1 to go on, or 0 when a refusal (404, 401,
- * 403, 503) was sent, its result in *rc.
- */
-
-ngx_int_t
-ngx_http_actingweb_actor_accept(ngx_http_request_t *r, ngx_uint_t auth,
-    ngx_int_t *rc)
-{
-    ngx_int_t                  a;
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    switch (ctx->actor_state) {
-
-    case NGX_HTTP_ACTINGWEB_ACTOR_FOUND:
-        break;
-
-    case NGX_HTTP_ACTINGWEB_ACTOR_MISSING:
-        *rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                            "actor not found");
-        return 0;
-
-    default:
-        *rc = ngx_http_actingweb_redis_reply_error(r,
-                                     NGX_HTTP_ACTINGWEB_REDIS_DOWN, NULL);
-        return 0;
-    }
-
-    if (auth) {
-        a = ngx_http_actingweb_auth_creator(r, ctx);
-        if (a != NGX_OK) {
-            *rc = ngx_http_actingweb_auth_reply(r, a);
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static void
-ngx_http_actingweb_actor_loaded(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_status_e status, redisReply *reply)
-{
-    ngx_int_t                  rc;
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
-        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
-        goto done;
-    }
-
-    ngx_http_actingweb_actor_stash(r, status, reply);
-
-    if (!ngx_http_actingweb_actor_accept(r, ctx->need_auth, &rc)) {
-        goto done;
-    }
-
-    rc = ctx->next(r);
-
-    if (rc == NGX_DONE) {
-        return;
-    }
-
-done:
-
-    ngx_http_finalize_request(r, rc);
+    return NGX_OK;
 }
 
 
@@ -551,14 +381,11 @@ ngx_http_actingweb_actor(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    ngx_http_actingweb_auth_parse(r, ctx);
-
     if (ctx->method == NGX_HTTP_DELETE) {
-        return ngx_http_actingweb_actor_write(r,
-                                              ngx_http_actingweb_actor_delete);
+        return ngx_http_actingweb_actor_delete(r);
     }
 
-    return ngx_http_actingweb_actor_load(r, 1, ngx_http_actingweb_actor_get);
+    return ngx_http_actingweb_actor_get(r);
 }
 
 
@@ -641,7 +468,7 @@ ngx_http_actingweb_actor_deleted(ngx_http_request_t *r,
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
 
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -2) {
-        rc = ngx_http_actingweb_actor_changed(r);
+        rc = ngx_http_actingweb_access_changed(r);
         if (rc == NGX_DONE) {
             return;
         }
@@ -666,10 +493,21 @@ ngx_http_actingweb_actor_deleted(ngx_http_request_t *r,
  */
 
 ngx_int_t
-ngx_http_actingweb_meta(ngx_http_request_t *r)
+ngx_http_actingweb_meta_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan)
+{
+    if (!ngx_http_actingweb_meta_known(r)) {
+        plan->load = NGX_HTTP_ACTINGWEB_LOAD_NONE;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_actingweb_meta_known(ngx_http_request_t *r)
 {
     ngx_str_t                      *s;
-    ngx_uint_t                      known;
     ngx_http_actingweb_ctx_t       *ctx;
     ngx_http_actingweb_loc_conf_t  *alcf;
 
@@ -677,36 +515,27 @@ ngx_http_actingweb_meta(ngx_http_request_t *r)
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     s = ctx->segs;
 
-    known = 0;
-
     if (ctx->nsegs == 0) {
-        known = 1;
-
-    } else if (ctx->nsegs == 1) {
-        known = (ngx_strcmp(s[0].data, "id") == 0
-                 || ngx_strcmp(s[0].data, "type") == 0
-                 || ngx_strcmp(s[0].data, "version") == 0
-                 || ngx_strcmp(s[0].data, "desc") == 0
-                 || (ngx_strcmp(s[0].data, "info") == 0 && alcf->info.len));
-
-    } else if (ctx->nsegs == 2 && ngx_strcmp(s[0].data, "actingweb") == 0) {
-        known = (ngx_strcmp(s[1].data, "version") == 0
-                 || ngx_strcmp(s[1].data, "supported") == 0
-                 || ngx_strcmp(s[1].data, "formats") == 0);
+        return 1;
     }
 
-    if (!known) {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                             "meta path not supported");
+    if (ctx->nsegs == 1) {
+        return ngx_strcmp(s[0].data, "id") == 0
+               || ngx_strcmp(s[0].data, "type") == 0
+               || ngx_strcmp(s[0].data, "version") == 0
+               || ngx_strcmp(s[0].data, "desc") == 0
+               || (ngx_strcmp(s[0].data, "info") == 0 && alcf->info.len);
     }
 
-    return ngx_http_actingweb_actor_load(r, 0,
-                                         ngx_http_actingweb_meta_send);
+    return ctx->nsegs == 2 && ngx_strcmp(s[0].data, "actingweb") == 0
+           && (ngx_strcmp(s[1].data, "version") == 0
+               || ngx_strcmp(s[1].data, "supported") == 0
+               || ngx_strcmp(s[1].data, "formats") == 0);
 }
 
 
-static ngx_int_t
-ngx_http_actingweb_meta_send(ngx_http_request_t *r)
+ngx_int_t
+ngx_http_actingweb_meta(ngx_http_request_t *r)
 {
     cJSON                          *out, *aw;
     ngx_str_t                      *s, v, url;
@@ -716,6 +545,12 @@ ngx_http_actingweb_meta_send(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     s = ctx->segs;
+
+    if (ctx->actor_state != NGX_HTTP_ACTINGWEB_ACTOR_FOUND) {
+        /* the plan found no such path */
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "meta path not supported");
+    }
 
     if (ctx->nsegs == 0) {
         out = cJSON_CreateObject();

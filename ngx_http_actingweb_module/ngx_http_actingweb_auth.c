@@ -13,10 +13,23 @@
  * Writes use the same memory to skip reading the actor first: they send
  * the remembered hash along and the write script checks it (one round
  * trip), see ngx_http_actingweb_auth_known().
+ *
+ * Key derivations run in nginx's thread pool (actingweb_thread_pool), so a
+ * flood of wrong passphrases does not stall the worker; the request goes
+ * on when the result is back.  Failures are bounded per worker: a wrong
+ * credential is remembered (with the stored hash it failed against) and
+ * answered 403 without a new derivation, and each actor has a small bucket
+ * of derivations for unknown credentials (FAIL_BURST, refilled at
+ * FAIL_RATE per second; a right credential gives its token back); with
+ * the bucket empty, unknown credentials are answered 429.
  */
 
 
 #include "ngx_http_actingweb_module.h"
+
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -29,6 +42,10 @@
 #define NGX_HTTP_ACTINGWEB_CACHE_SLOTS   4096
 #define NGX_HTTP_ACTINGWEB_DIGEST_LEN    32
 #define NGX_HTTP_ACTINGWEB_HASH_MAX      128
+#define NGX_HTTP_ACTINGWEB_FAIL_SLOTS    1024
+#define NGX_HTTP_ACTINGWEB_BUCKET_SLOTS  1024
+#define NGX_HTTP_ACTINGWEB_FAIL_BURST    10
+#define NGX_HTTP_ACTINGWEB_FAIL_RATE     1       /* tokens per second */
 
 
 typedef struct {
@@ -37,14 +54,61 @@ typedef struct {
     size_t                           len;
 } ngx_http_actingweb_cred_t;
 
+/* a credential that failed against the stored hash ending in tag */
+typedef struct {
+    u_char                           key[NGX_HTTP_ACTINGWEB_DIGEST_LEN];
+    u_char                           tag[2 * NGX_HTTP_ACTINGWEB_DK_LEN];
+} ngx_http_actingweb_fail_t;
+
+
+/* derivations for unknown credentials left to an actor */
+typedef struct {
+    ngx_msec_t                       last;
+    ngx_uint_t                       tokens;    /* in 1/1000 */
+} ngx_http_actingweb_bucket_t;
+
+
+/* one key derivation; a copy of everything the thread reads */
+typedef struct {
+    ngx_http_request_t              *request;  /* NULL: went away */
+    ngx_http_cleanup_t              *cleanup;
+    ngx_http_actingweb_done_pt       done;
+    ngx_str_t                       *out;      /* new hash, or NULL */
+    ngx_int_t                        iter;
+    ngx_int_t                        rc;
+    ngx_uint_t                       forbid;   /* wrong user: 403 */
+    u_char                          *pass;
+    size_t                           pass_len;
+    u_char                           salt[NGX_HTTP_ACTINGWEB_SALT_LEN];
+    u_char                           want[NGX_HTTP_ACTINGWEB_DK_LEN];
+    u_char                           got[NGX_HTTP_ACTINGWEB_DK_LEN];
+    u_char                           key[NGX_HTTP_ACTINGWEB_DIGEST_LEN];
+} ngx_http_actingweb_kdf_t;
+
+
 /* a passphrase used as trustee bearer must carry more than 80 bits */
 #define NGX_HTTP_ACTINGWEB_TRUSTEE_MIN   13
 
 
 static ngx_int_t ngx_http_actingweb_auth_verify(ngx_http_request_t *r,
-    ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_str_t *pass);
-static ngx_int_t ngx_http_actingweb_kdf_check(ngx_http_request_t *r,
-    ngx_str_t *stored, ngx_str_t *pass);
+    ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_uint_t forbid,
+    ngx_http_actingweb_done_pt done);
+static ngx_int_t ngx_http_actingweb_kdf_parse(ngx_http_request_t *r,
+    ngx_str_t *stored, ngx_http_actingweb_kdf_t *job);
+static ngx_int_t ngx_http_actingweb_kdf_start(ngx_http_request_t *r,
+    ngx_http_actingweb_kdf_t *job);
+static void ngx_http_actingweb_kdf_run(void *data, ngx_log_t *log);
+#if (NGX_THREADS)
+static void ngx_http_actingweb_kdf_event(ngx_event_t *ev);
+static void ngx_http_actingweb_kdf_cleanup(void *data);
+#endif
+static ngx_int_t ngx_http_actingweb_kdf_result(ngx_http_request_t *r,
+    ngx_http_actingweb_kdf_t *job);
+static ngx_http_actingweb_fail_t *ngx_http_actingweb_fail_slot(
+    ngx_http_request_t *r, u_char *key, ngx_str_t *stored);
+static ngx_http_actingweb_bucket_t *ngx_http_actingweb_bucket(
+    ngx_http_request_t *r, ngx_str_t *id);
+static ngx_int_t ngx_http_actingweb_auth_alloc(ngx_http_request_t *r);
 static ngx_http_actingweb_cred_t *ngx_http_actingweb_cache_slot(
     ngx_http_request_t *r, ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user,
     ngx_str_t *pass, u_char *key);
@@ -120,6 +184,18 @@ ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
             ctx->auth = NGX_HTTP_ACTINGWEB_AUTH_BEARER;
         }
     }
+}
+
+
+/* spec: a strong passphrase of a "trustee" creator is a bearer token */
+
+ngx_int_t
+ngx_http_actingweb_auth_trustee(ngx_http_actingweb_ctx_t *ctx)
+{
+    return ctx->actor.creator.len == sizeof("trustee") - 1
+           && ngx_strncmp(ctx->actor.creator.data, "trustee",
+                          sizeof("trustee") - 1) == 0
+           && ctx->pass.len >= NGX_HTTP_ACTINGWEB_TRUSTEE_MIN;
 }
 
 
@@ -259,45 +335,36 @@ ngx_http_actingweb_origin(ngx_str_t *url, ngx_str_t *out)
 
 /*
  * Needs ctx->actor.  Returns NGX_OK, or the status to answer with:
- * 401 without usable credentials, 403 with wrong ones.
+ * 401 without usable credentials, 403 with wrong ones, 429 while the
+ * actor's failure bound is reached; or NGX_AGAIN while the check runs in
+ * the thread pool, then done() gets the result in the worker.
  */
 
 ngx_int_t
 ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
-    ngx_http_actingweb_ctx_t *ctx)
+    ngx_http_actingweb_ctx_t *ctx, ngx_http_actingweb_done_pt done)
 {
     ngx_str_t  trustee = ngx_string("trustee");
 
     switch (ctx->auth) {
 
     case NGX_HTTP_ACTINGWEB_AUTH_BASIC:
-        if (ctx->user.len != ctx->actor.creator.len
-            || ngx_strncmp(ctx->user.data, ctx->actor.creator.data,
-                           ctx->user.len) != 0)
-        {
-            /*
-             * as costly as a wrong passphrase (and never cached), so that
-             * the answer time does not tell whether a creator name is right
-             */
-            (void) ngx_http_actingweb_kdf_check(r, &ctx->actor.pwhash,
-                                                &ctx->pass);
-            return NGX_HTTP_FORBIDDEN;
-        }
+
+        /*
+         * a wrong creator name costs a derivation like a wrong passphrase,
+         * so that the answer time does not tell whether the name is right
+         */
 
         return ngx_http_actingweb_auth_verify(r, ctx, &ctx->user,
-                                              &ctx->pass);
+                   ctx->user.len != ctx->actor.creator.len
+                   || ngx_strncmp(ctx->user.data, ctx->actor.creator.data,
+                                  ctx->user.len) != 0,
+                   done);
 
     case NGX_HTTP_ACTINGWEB_AUTH_BEARER:
 
-        /* spec: a strong passphrase of a "trustee" creator is a bearer */
-
-        if (ctx->actor.creator.len == trustee.len
-            && ngx_strncmp(ctx->actor.creator.data, trustee.data,
-                           trustee.len) == 0
-            && ctx->pass.len >= NGX_HTTP_ACTINGWEB_TRUSTEE_MIN)
-        {
-            return ngx_http_actingweb_auth_verify(r, ctx, &trustee,
-                                                  &ctx->pass);
+        if (ngx_http_actingweb_auth_trustee(ctx)) {
+            return ngx_http_actingweb_auth_verify(r, ctx, &trustee, 0, done);
         }
 
         return NGX_HTTP_FORBIDDEN;
@@ -310,21 +377,30 @@ ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_actingweb_auth_verify(ngx_http_request_t *r,
-    ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_str_t *pass)
+    ngx_http_actingweb_ctx_t *ctx, ngx_str_t *user, ngx_uint_t forbid,
+    ngx_http_actingweb_done_pt done)
 {
     ngx_int_t                        rc;
     ngx_str_t                       *h;
+    ngx_msec_t                       now;
     ngx_http_actingweb_cred_t       *slot;
+    ngx_http_actingweb_fail_t       *fail;
+    ngx_http_actingweb_bucket_t     *b;
+    ngx_http_actingweb_kdf_t         job;
     ngx_http_actingweb_main_conf_t  *amcf;
-    u_char                           key[NGX_HTTP_ACTINGWEB_DIGEST_LEN];
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
     h = &ctx->actor.pwhash;
 
-    slot = ngx_http_actingweb_cache_slot(r, ctx, user, pass, key);
+    ngx_memzero(&job, sizeof(ngx_http_actingweb_kdf_t));
 
-    if (slot
-        && ngx_memcmp(slot->key, key, sizeof(key)) == 0
+    slot = ngx_http_actingweb_cache_slot(r, ctx, user, &ctx->pass, job.key);
+    if (slot == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!forbid
+        && ngx_memcmp(slot->key, job.key, sizeof(job.key)) == 0
         && slot->len == h->len
         && CRYPTO_memcmp(slot->hash, h->data, h->len) == 0)
     {
@@ -332,17 +408,42 @@ ngx_http_actingweb_auth_verify(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    amcf->stats.auth_kdf_runs++;
+    fail = ngx_http_actingweb_fail_slot(r, job.key, h);
 
-    rc = ngx_http_actingweb_kdf_check(r, h, pass);
-
-    if (rc == NGX_OK && slot && h->len <= NGX_HTTP_ACTINGWEB_HASH_MAX) {
-        ngx_memcpy(slot->key, key, sizeof(key));
-        ngx_memcpy(slot->hash, h->data, h->len);
-        slot->len = h->len;
+    if (fail && ngx_memcmp(fail->key, job.key, sizeof(job.key)) == 0) {
+        return NGX_HTTP_FORBIDDEN;
     }
 
-    return rc;
+    b = ngx_http_actingweb_bucket(r, &ctx->actor_id);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    now = ngx_current_msec;
+    b->tokens += (now - b->last) * NGX_HTTP_ACTINGWEB_FAIL_RATE;
+    b->last = now;
+
+    if (b->tokens > NGX_HTTP_ACTINGWEB_FAIL_BURST * 1000) {
+        b->tokens = NGX_HTTP_ACTINGWEB_FAIL_BURST * 1000;
+    }
+
+    if (b->tokens < 1000) {
+        return NGX_HTTP_TOO_MANY_REQUESTS;
+    }
+
+    b->tokens -= 1000;
+
+    rc = ngx_http_actingweb_kdf_parse(r, h, &job);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    job.forbid = forbid;
+    job.done = done;
+    job.pass = ctx->pass.data;
+    job.pass_len = ctx->pass.len;
+
+    return ngx_http_actingweb_kdf_start(r, &job);
 }
 
 
@@ -408,18 +509,10 @@ ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
 
-    if (amcf->auth_cache == NULL) {
-        amcf->auth_cache = ngx_pcalloc(ngx_cycle->pool,
-                                       NGX_HTTP_ACTINGWEB_CACHE_SLOTS
-                                       * sizeof(ngx_http_actingweb_cred_t));
-        if (amcf->auth_cache == NULL) {
-            return NULL;
-        }
-
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-        /* fetched once: an implicit fetch per digest takes global locks */
-        amcf->auth_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-#endif
+    if (amcf->auth_cache == NULL
+        && ngx_http_actingweb_auth_alloc(r) != NGX_OK)
+    {
+        return NULL;
     }
 
     /* length-prefixed fields, so that no two inputs collide */
@@ -449,17 +542,108 @@ ngx_http_actingweb_cache_slot(ngx_http_request_t *r,
 }
 
 
+static ngx_int_t
+ngx_http_actingweb_auth_alloc(ngx_http_request_t *r)
+{
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    amcf->auth_cache = ngx_pcalloc(ngx_cycle->pool,
+                                   NGX_HTTP_ACTINGWEB_CACHE_SLOTS
+                                   * sizeof(ngx_http_actingweb_cred_t));
+    amcf->auth_fails = ngx_pcalloc(ngx_cycle->pool,
+                                   NGX_HTTP_ACTINGWEB_FAIL_SLOTS
+                                   * sizeof(ngx_http_actingweb_fail_t));
+    amcf->auth_buckets = ngx_pcalloc(ngx_cycle->pool,
+                                     NGX_HTTP_ACTINGWEB_BUCKET_SLOTS
+                                     * sizeof(ngx_http_actingweb_bucket_t));
+
+    if (amcf->auth_cache == NULL || amcf->auth_fails == NULL
+        || amcf->auth_buckets == NULL)
+    {
+        amcf->auth_cache = NULL;
+        return NGX_ERROR;
+    }
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    /* fetched once: an implicit fetch per digest takes global locks */
+    amcf->auth_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+#endif
+
+    return NGX_OK;
+}
+
+
+/* the slot for a cache key; it holds a failure only with this tag */
+
+static ngx_http_actingweb_fail_t *
+ngx_http_actingweb_fail_slot(ngx_http_request_t *r, u_char *key,
+    ngx_str_t *stored)
+{
+    uint32_t                         idx;
+    ngx_http_actingweb_fail_t       *f;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    if (amcf->auth_fails == NULL || stored->len < sizeof(f->tag)) {
+        return NULL;
+    }
+
+    ngx_memcpy(&idx, key + sizeof(uint32_t), sizeof(uint32_t));
+    f = (ngx_http_actingweb_fail_t *) amcf->auth_fails
+        + idx % NGX_HTTP_ACTINGWEB_FAIL_SLOTS;
+
+    if (ngx_memcmp(f->tag, stored->data + stored->len - sizeof(f->tag),
+                   sizeof(f->tag))
+        != 0)
+    {
+        /* another stored hash: what failed then may be right now */
+        ngx_memcpy(f->tag, stored->data + stored->len - sizeof(f->tag),
+                   sizeof(f->tag));
+        ngx_memzero(f->key, sizeof(f->key));
+    }
+
+    return f;
+}
+
+
+/*
+ * An actor's bucket, found by its id: actors that collide share one (a
+ * reset on collision would let alternating requests lift the bound).
+ * Unused slots (last 0) fill up on their first refill.
+ */
+
+static ngx_http_actingweb_bucket_t *
+ngx_http_actingweb_bucket(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_uint_t                       h;
+    ngx_http_actingweb_bucket_t     *b;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    if (amcf->auth_buckets == NULL || id->len != NGX_HTTP_ACTINGWEB_ID_LEN) {
+        return NULL;
+    }
+
+    h = ngx_hash_key(id->data, id->len);
+    b = (ngx_http_actingweb_bucket_t *) amcf->auth_buckets
+        + h % NGX_HTTP_ACTINGWEB_BUCKET_SLOTS;
+
+    return b;
+}
+
+
 /* stored: "pbkdf2-sha256$<iterations>$<salt hex>$<key hex>" */
 
 static ngx_int_t
-ngx_http_actingweb_kdf_check(ngx_http_request_t *r, ngx_str_t *stored,
-    ngx_str_t *pass)
+ngx_http_actingweb_kdf_parse(ngx_http_request_t *r, ngx_str_t *stored,
+    ngx_http_actingweb_kdf_t *job)
 {
     u_char     *p, *last, *d1, *d2;
-    ngx_int_t   iter, i, hi, lo;
-    u_char      salt[NGX_HTTP_ACTINGWEB_SALT_LEN];
-    u_char      want[NGX_HTTP_ACTINGWEB_DK_LEN];
-    u_char      got[NGX_HTTP_ACTINGWEB_DK_LEN];
+    ngx_int_t   iter, i, v;
 
     p = stored->data;
     last = p + stored->len;
@@ -492,32 +676,22 @@ ngx_http_actingweb_kdf_check(ngx_http_request_t *r, ngx_str_t *stored,
     }
 
     for (i = 0; i < NGX_HTTP_ACTINGWEB_SALT_LEN; i++) {
-        hi = ngx_hextoi(d1 + 1 + 2 * i, 2);
-        if (hi == NGX_ERROR) {
+        v = ngx_hextoi(d1 + 1 + 2 * i, 2);
+        if (v == NGX_ERROR) {
             goto invalid;
         }
-        salt[i] = (u_char) hi;
+        job->salt[i] = (u_char) v;
     }
 
     for (i = 0; i < NGX_HTTP_ACTINGWEB_DK_LEN; i++) {
-        lo = ngx_hextoi(d2 + 1 + 2 * i, 2);
-        if (lo == NGX_ERROR) {
+        v = ngx_hextoi(d2 + 1 + 2 * i, 2);
+        if (v == NGX_ERROR) {
             goto invalid;
         }
-        want[i] = (u_char) lo;
+        job->want[i] = (u_char) v;
     }
 
-    if (PKCS5_PBKDF2_HMAC((const char *) pass->data, (int) pass->len,
-                          salt, sizeof(salt), (int) iter, EVP_sha256(),
-                          sizeof(got), got)
-        != 1)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (CRYPTO_memcmp(got, want, sizeof(got)) != 0) {
-        return NGX_HTTP_FORBIDDEN;
-    }
+    job->iter = iter;
 
     return NGX_OK;
 
@@ -530,40 +704,250 @@ invalid:
 }
 
 
-ngx_int_t
-ngx_http_actingweb_auth_hash(ngx_http_request_t *r, ngx_str_t *passphrase,
-    ngx_str_t *out)
+/*
+ * Runs the derivation in the location's thread pool (NGX_AGAIN, done()
+ * follows) or, without one, here (the result).  The task and a copy of the
+ * passphrase are malloc()ed: a request that goes away meanwhile only
+ * clears job->request, and the completion frees them.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_kdf_start(ngx_http_request_t *r,
+    ngx_http_actingweb_kdf_t *job)
 {
-    u_char  *p;
-    u_char   salt[NGX_HTTP_ACTINGWEB_SALT_LEN];
-    u_char   dk[NGX_HTTP_ACTINGWEB_DK_LEN];
+#if (NGX_THREADS)
+    ngx_thread_task_t              *task;
+    ngx_http_cleanup_t             *cln;
+    ngx_http_actingweb_kdf_t       *j;
+    ngx_http_actingweb_loc_conf_t  *alcf;
 
-    if (RAND_bytes(salt, sizeof(salt)) != 1
-        || PKCS5_PBKDF2_HMAC((const char *) passphrase->data,
-                             (int) passphrase->len, salt, sizeof(salt),
-                             NGX_HTTP_ACTINGWEB_KDF_ITER, EVP_sha256(),
-                             sizeof(dk), dk)
-           != 1)
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+
+    if (alcf->thread_pool && job->done) {
+        cln = ngx_http_cleanup_add(r, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        task = ngx_alloc(sizeof(ngx_thread_task_t)
+                         + sizeof(ngx_http_actingweb_kdf_t) + job->pass_len,
+                         r->connection->log);
+        if (task == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memzero(task, sizeof(ngx_thread_task_t));
+
+        j = (ngx_http_actingweb_kdf_t *) (task + 1);
+        *j = *job;
+        j->pass = (u_char *) (j + 1);
+        ngx_memcpy(j->pass, job->pass, job->pass_len);
+        j->request = r;
+        j->cleanup = cln;
+
+        task->ctx = j;
+        task->handler = ngx_http_actingweb_kdf_run;
+        task->event.handler = ngx_http_actingweb_kdf_event;
+        task->event.data = task;
+        task->event.log = ngx_cycle->log;
+
+        if (ngx_thread_task_post(alcf->thread_pool, task) == NGX_OK) {
+            cln->handler = ngx_http_actingweb_kdf_cleanup;
+            cln->data = j;
+
+            return NGX_AGAIN;
+        }
+
+        /* queue full: the error is logged, derive here instead */
+        ngx_free(task);
+    }
+#endif
+
+    ngx_http_actingweb_kdf_run(job, r->connection->log);
+
+    return ngx_http_actingweb_kdf_result(r, job);
+}
+
+
+/* in a pool thread (or inline): touches nothing but the job */
+
+static void
+ngx_http_actingweb_kdf_run(void *data, ngx_log_t *log)
+{
+    ngx_http_actingweb_kdf_t *job = data;
+
+    if (PKCS5_PBKDF2_HMAC((const char *) job->pass, (int) job->pass_len,
+                          job->salt, sizeof(job->salt), (int) job->iter,
+                          EVP_sha256(), sizeof(job->got), job->got)
+        != 1)
     {
-        return NGX_ERROR;
+        job->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else if (job->out) {
+        job->rc = NGX_OK;
+
+    } else if (CRYPTO_memcmp(job->got, job->want, sizeof(job->got)) != 0
+               || job->forbid)
+    {
+        job->rc = NGX_HTTP_FORBIDDEN;
+
+    } else {
+        job->rc = NGX_OK;
+    }
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_actingweb_kdf_event(ngx_event_t *ev)
+{
+    ngx_int_t                  rc;
+    ngx_thread_task_t         *task;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_actingweb_kdf_t  *job;
+
+    task = ev->data;
+    job = task->ctx;
+    r = job->request;
+
+    if (r == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                       "actingweb key derivation for a closed request");
+        ngx_free(task);
+        return;
     }
 
-    out->data = ngx_pnalloc(r->pool, sizeof("pbkdf2-sha256$$$")
-                                     + NGX_INT_T_LEN + 2 * sizeof(salt)
-                                     + 2 * sizeof(dk));
-    if (out->data == NULL) {
-        return NGX_ERROR;
+    job->cleanup->handler = NULL;
+    c = r->connection;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "actingweb key derivation done: %i", job->rc);
+
+    rc = ngx_http_actingweb_kdf_result(r, job);
+
+    job->done(r, rc);
+
+    ngx_free(task);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_actingweb_kdf_cleanup(void *data)
+{
+    ngx_http_actingweb_kdf_t *job = data;
+
+    job->request = NULL;
+}
+
+#endif
+
+
+/* back in the worker: a new hash, or remember how a check went */
+
+static ngx_int_t
+ngx_http_actingweb_kdf_result(ngx_http_request_t *r,
+    ngx_http_actingweb_kdf_t *job)
+{
+    u_char                          *p;
+    uint32_t                         idx;
+    ngx_str_t                       *h;
+    ngx_http_actingweb_ctx_t        *ctx;
+    ngx_http_actingweb_cred_t       *slot;
+    ngx_http_actingweb_fail_t       *fail;
+    ngx_http_actingweb_bucket_t     *b;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (job->out) {
+        if (job->rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        job->out->data = ngx_pnalloc(r->pool,
+                                     sizeof("pbkdf2-sha256$$$")
+                                     + NGX_INT_T_LEN + 2 * sizeof(job->salt)
+                                     + 2 * sizeof(job->got));
+        if (job->out->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(job->out->data, "pbkdf2-sha256$%i$", job->iter);
+        p = ngx_hex_dump(p, job->salt, sizeof(job->salt));
+        *p++ = '$';
+        p = ngx_hex_dump(p, job->got, sizeof(job->got));
+
+        job->out->len = p - job->out->data;
+
+        return NGX_OK;
     }
 
-    p = ngx_sprintf(out->data, "pbkdf2-sha256$%d$",
-                    NGX_HTTP_ACTINGWEB_KDF_ITER);
-    p = ngx_hex_dump(p, salt, sizeof(salt));
-    *p++ = '$';
-    p = ngx_hex_dump(p, dk, sizeof(dk));
+    amcf->stats.auth_kdf_runs++;
+    h = &ctx->actor.pwhash;
 
-    out->len = p - out->data;
+    if (job->rc == NGX_HTTP_FORBIDDEN) {
+        fail = ngx_http_actingweb_fail_slot(r, job->key, h);
+        if (fail) {
+            ngx_memcpy(fail->key, job->key, sizeof(job->key));
+        }
+
+        return job->rc;
+    }
+
+    if (job->rc != NGX_OK) {
+        return job->rc;
+    }
+
+    /* a right credential does not count against the actor */
+
+    b = ngx_http_actingweb_bucket(r, &ctx->actor_id);
+    if (b && b->tokens < NGX_HTTP_ACTINGWEB_FAIL_BURST * 1000) {
+        b->tokens += 1000;
+    }
+
+    ngx_memcpy(&idx, job->key, sizeof(uint32_t));
+    slot = (ngx_http_actingweb_cred_t *) amcf->auth_cache
+           + idx % NGX_HTTP_ACTINGWEB_CACHE_SLOTS;
+
+    if (h->len <= NGX_HTTP_ACTINGWEB_HASH_MAX) {
+        ngx_memcpy(slot->key, job->key, sizeof(job->key));
+        ngx_memcpy(slot->hash, h->data, h->len);
+        slot->len = h->len;
+    }
 
     return NGX_OK;
+}
+
+
+/*
+ * A new actor's passphrase hash into *out: NGX_OK, NGX_ERROR, or NGX_AGAIN
+ * while it is derived in the thread pool, then done() follows.
+ */
+
+ngx_int_t
+ngx_http_actingweb_auth_hash(ngx_http_request_t *r, ngx_str_t *passphrase,
+    ngx_str_t *out, ngx_http_actingweb_done_pt done)
+{
+    ngx_http_actingweb_kdf_t  job;
+
+    ngx_memzero(&job, sizeof(ngx_http_actingweb_kdf_t));
+
+    if (RAND_bytes(job.salt, sizeof(job.salt)) != 1) {
+        return NGX_ERROR;
+    }
+
+    job.iter = NGX_HTTP_ACTINGWEB_KDF_ITER;
+    job.out = out;
+    job.done = done;
+    job.pass = passphrase->data;
+    job.pass_len = passphrase->len;
+
+    return ngx_http_actingweb_kdf_start(r, &job);
 }
 
 
@@ -589,6 +973,16 @@ ngx_http_actingweb_auth_reply(ngx_http_request_t *r, ngx_int_t rc)
         return ngx_http_actingweb_send_error(r, rc, "access denied");
     }
 
+    if (rc == NGX_HTTP_TOO_MANY_REQUESTS) {
+        if (ngx_http_actingweb_header(r, "Retry-After", "1") == NULL) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_actingweb_send_error(r, rc,
+                                             "too many failed "
+                                             "authentications, try later");
+    }
+
     return ngx_http_actingweb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                          "authentication failed");
 }
@@ -603,4 +997,62 @@ ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf)
         amcf->auth_md = NULL;
     }
 #endif
+}
+
+
+/* actingweb_thread_pool NAME: nginx refuses names no thread_pool defines */
+
+char *
+ngx_http_actingweb_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_actingweb_loc_conf_t *alcf = conf;
+
+    ngx_str_t  *value;
+
+    if (alcf->thread_pool != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+#if (NGX_THREADS)
+
+    alcf->thread_pool = ngx_thread_pool_add(cf, &value[1]);
+    if (alcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+#else
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "\"%V\" is ignored: nginx is built without threads, "
+                       "key derivation runs on the event loop", &cmd->name);
+    alcf->thread_pool = NULL;
+
+#endif
+
+    return NGX_CONF_OK;
+}
+
+
+/* without the directive, actingweb locations use the "default" pool */
+
+char *
+ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
+    ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf)
+{
+    ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool, NULL);
+
+#if (NGX_THREADS)
+
+    if (conf->thread_pool == NULL && conf->enable == 1) {
+        conf->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (conf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+#endif
+
+    return NGX_CONF_OK;
 }

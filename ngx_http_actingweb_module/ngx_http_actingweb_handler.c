@@ -3,7 +3,9 @@
  * Copyright (C) The ngx_http_actingweb_module authors
  *
  * Content handler: splits <factory>/<actor id>/<endpoint>/..., applies the
- * method override, reads the body and hands the request to an endpoint.
+ * method override, reads the body and hands the request to the access
+ * step (access.c), which runs the endpoint once the request is allowed:
+ * handler -> access -> endpoint -> Redis / peer -> response.
  *
  * Convention: an endpoint returns NGX_DONE when it went asynchronous (it
  * then calls ngx_http_finalize_request() itself, exactly once), or the
@@ -11,7 +13,7 @@
  */
 
 
-#include "ngx_http_actingweb_module.h"
+#include "ngx_http_actingweb_redis.h"
 
 
 /* one entry per ngx_http_actingweb_endpoint_e, in its order */
@@ -20,6 +22,9 @@ typedef struct {
     ngx_str_t                        name;       /* segment after the id */
     ngx_uint_t                       methods;
     const char                      *allow;
+    ngx_http_actingweb_access_e      access;     /* for every method but */
+    ngx_uint_t                       open;       /* these: ACCESS_PUBLIC */
+    ngx_http_actingweb_plan_pt       plan;       /* NULL: LOAD_ACTOR */
     ngx_http_actingweb_step_pt       handler;
 } ngx_http_actingweb_route_t;
 
@@ -43,32 +48,42 @@ static ngx_int_t ngx_http_actingweb_not_allowed(ngx_http_request_t *r,
 static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
 
     /* NGX_HTTP_ACTINGWEB_EP_FACTORY */
-    { ngx_null_string, NGX_HTTP_POST, "POST", ngx_http_actingweb_factory },
+    { ngx_null_string, NGX_HTTP_POST, "POST",
+      NGX_HTTP_ACTINGWEB_ACCESS_NONE, 0, NULL,
+      ngx_http_actingweb_factory },
 
     /* NGX_HTTP_ACTINGWEB_EP_ROOT */
     { ngx_null_string, NGX_HTTP_GET|NGX_HTTP_DELETE, "GET, HEAD, DELETE",
+      NGX_HTTP_ACTINGWEB_ACCESS_CREATOR, 0, ngx_http_actingweb_actor_plan,
       ngx_http_actingweb_actor },
 
     /* NGX_HTTP_ACTINGWEB_EP_META */
     { ngx_string("meta"), NGX_HTTP_GET, "GET, HEAD",
+      NGX_HTTP_ACTINGWEB_ACCESS_PUBLIC, 0, ngx_http_actingweb_meta_plan,
       ngx_http_actingweb_meta },
 
     /* NGX_HTTP_ACTINGWEB_EP_PROPERTIES */
     { ngx_string("properties"),
       NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE,
-      "GET, HEAD, PUT, POST, DELETE", ngx_http_actingweb_properties },
+      "GET, HEAD, PUT, POST, DELETE",
+      NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0,
+      ngx_http_actingweb_properties_plan, ngx_http_actingweb_properties },
 
-    /* NGX_HTTP_ACTINGWEB_EP_TRUST */
+    /* NGX_HTTP_ACTINGWEB_EP_TRUST: access per path, see trust_plan */
     { ngx_string("trust"),
       NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE,
-      "GET, HEAD, PUT, POST, DELETE", ngx_http_actingweb_trust },
+      "GET, HEAD, PUT, POST, DELETE",
+      NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0, ngx_http_actingweb_trust_plan,
+      ngx_http_actingweb_trust },
 
-    /* NGX_HTTP_ACTINGWEB_EP_DEVTEST */
+    /* NGX_HTTP_ACTINGWEB_EP_DEVTEST: configuration switches it on */
     { ngx_string("devtest"), NGX_HTTP_GET, "GET, HEAD",
+      NGX_HTTP_ACTINGWEB_ACCESS_NONE, 0, NULL,
       ngx_http_actingweb_devtest },
 
     /* NGX_HTTP_ACTINGWEB_EP_OTHER */
-    { ngx_null_string, 0, NULL, NULL }
+    { ngx_null_string, 0, NULL, NGX_HTTP_ACTINGWEB_ACCESS_NONE, 0, NULL,
+      NULL }
 };
 
 
@@ -244,7 +259,9 @@ ngx_http_actingweb_join_body(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_actingweb_dispatch(ngx_http_request_t *r)
 {
-    ngx_http_actingweb_ctx_t  *ctx;
+    ngx_http_actingweb_ctx_t     *ctx;
+    ngx_http_actingweb_route_t   *route;
+    ngx_http_actingweb_access_e   access;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
@@ -254,7 +271,12 @@ ngx_http_actingweb_dispatch(ngx_http_request_t *r)
 
     /* allowed() let only routes with a handler through */
 
-    return ngx_http_actingweb_routes[ctx->endpoint].handler(r);
+    route = &ngx_http_actingweb_routes[ctx->endpoint];
+
+    access = (ctx->method & route->open) ? NGX_HTTP_ACTINGWEB_ACCESS_PUBLIC
+                                         : route->access;
+
+    return ngx_http_actingweb_access(r, access, route->plan, route->handler);
 }
 
 

@@ -29,6 +29,8 @@ static char *ngx_http_actingweb_redis_addr(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_actingweb_base_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_actingweb_acl(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_actingweb_auto_approve(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_actingweb_check_positive_msec(ngx_conf_t *cf,
@@ -179,6 +181,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("actingweb_acl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_actingweb_acl,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("actingweb_auto_approve"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_actingweb_auto_approve,
@@ -226,6 +235,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_actingweb_loc_conf_t, devtest),
+      NULL },
+
+    { ngx_string("actingweb_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_thread_pool,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("actingweb_status"),
@@ -434,7 +450,9 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->peer_timeout = NGX_CONF_UNSET_MSEC;
     alcf->auto_approve = NGX_CONF_UNSET_PTR;
     alcf->peer_rules = NGX_CONF_UNSET_PTR;
+    alcf->acl = NGX_CONF_UNSET_PTR;
     alcf->devtest = NGX_CONF_UNSET;
+    alcf->thread_pool = NGX_CONF_UNSET_PTR;
 
     return alcf;
 }
@@ -467,13 +485,15 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->default_relationship,
                              prev->default_relationship, "associate");
 
+    ngx_conf_merge_ptr_value(conf->acl, prev->acl, NULL);
+
     if (ngx_http_actingweb_peer_rules_merge(cf, prev, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     ngx_conf_merge_value(conf->devtest, prev->devtest, 0);
 
-    return NGX_CONF_OK;
+    return ngx_http_actingweb_thread_pool_merge(cf, prev, conf);
 }
 
 
@@ -876,4 +896,124 @@ ngx_http_actingweb_exit_process(ngx_cycle_t *cycle)
     ngx_http_actingweb_curl_exit(amcf);
     ngx_http_actingweb_redis_exit(amcf);
     ngx_http_actingweb_auth_exit(amcf);
+}
+
+
+/*
+ * actingweb_acl RELATIONSHIP ENDPOINT METHOD... | none: what peers of one
+ * relationship may do on an endpoint, replacing the default for that pair
+ */
+
+typedef struct {
+    ngx_str_t                       rel;
+    ngx_uint_t                      endpoint;
+    ngx_uint_t                      methods;
+} ngx_http_actingweb_acl_t;
+
+
+static char *
+ngx_http_actingweb_acl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_actingweb_loc_conf_t *alcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_http_actingweb_acl_t  *acl;
+
+    value = cf->args->elts;
+
+    if (alcf->acl == NGX_CONF_UNSET_PTR || alcf->acl == NULL) {
+        alcf->acl = ngx_array_create(cf->pool, 4,
+                                     sizeof(ngx_http_actingweb_acl_t));
+        if (alcf->acl == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    acl = ngx_array_push(alcf->acl);
+    if (acl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    acl->rel = value[1];
+    acl->methods = 0;
+
+    if (value[2].len == 10 && ngx_strncmp(value[2].data, "properties", 10)
+                              == 0)
+    {
+        acl->endpoint = NGX_HTTP_ACTINGWEB_EP_PROPERTIES;
+
+    } else {
+        return "has an unknown endpoint (known: properties)";
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+        if (ngx_strcmp(value[i].data, "GET") == 0) {
+            acl->methods |= NGX_HTTP_GET;
+
+        } else if (ngx_strcmp(value[i].data, "PUT") == 0) {
+            acl->methods |= NGX_HTTP_PUT;
+
+        } else if (ngx_strcmp(value[i].data, "POST") == 0) {
+            acl->methods |= NGX_HTTP_POST;
+
+        } else if (ngx_strcmp(value[i].data, "DELETE") == 0) {
+            acl->methods |= NGX_HTTP_DELETE;
+
+        } else if (ngx_strcmp(value[i].data, "none") != 0
+                   || cf->args->nelts != 4)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid method \"%V\" in actingweb_acl "
+                               "(GET, PUT, POST, DELETE, or none alone)",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (cf->args->nelts == 3) {
+        return "needs methods, or \"none\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the reference's defaults: friend, partner, admin all; associate reads */
+
+ngx_uint_t
+ngx_http_actingweb_acl_allows(ngx_http_request_t *r, ngx_str_t *rel,
+    ngx_uint_t endpoint, ngx_uint_t method)
+{
+    ngx_uint_t                      i;
+    ngx_http_actingweb_acl_t       *acl;
+    ngx_http_actingweb_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+
+    if (alcf->acl) {
+        acl = alcf->acl->elts;
+
+        for (i = 0; i < alcf->acl->nelts; i++) {
+            if (acl[i].endpoint == endpoint && acl[i].rel.len == rel->len
+                && ngx_strncmp(acl[i].rel.data, rel->data, rel->len) == 0)
+            {
+                return (acl[i].methods & method) ? 1 : 0;
+            }
+        }
+    }
+
+    if (endpoint != NGX_HTTP_ACTINGWEB_EP_PROPERTIES) {
+        return 0;
+    }
+
+    if ((rel->len == 6 && ngx_strncmp(rel->data, "friend", 6) == 0)
+        || (rel->len == 7 && ngx_strncmp(rel->data, "partner", 7) == 0)
+        || (rel->len == 5 && ngx_strncmp(rel->data, "admin", 5) == 0))
+    {
+        return 1;
+    }
+
+    return rel->len == 9 && ngx_strncmp(rel->data, "associate", 9) == 0
+           && method == NGX_HTTP_GET;
 }

@@ -69,6 +69,8 @@ typedef struct {
     ngx_http_actingweb_redis_t     *redis;
     ngx_http_actingweb_curl_t      *curl;
     u_char                         *auth_cache;
+    u_char                         *auth_fails;
+    u_char                         *auth_buckets;
     void                           *auth_md;         /* EVP_MD, fetched */
     ngx_http_actingweb_stats_t      stats;
 } ngx_http_actingweb_main_conf_t;
@@ -91,9 +93,11 @@ typedef struct {
     ngx_array_t                    *auto_approve;    /* of ngx_str_t */
     ngx_str_t                       default_relationship;
     ngx_array_t                    *peer_rules;      /* allow/deny */
+    ngx_array_t                    *acl;             /* actingweb_acl */
     ngx_flag_t                      peer_open;       /* "allow all" first */
 
     ngx_flag_t                      devtest;
+    void                           *thread_pool;     /* for key derivation */
 } ngx_http_actingweb_loc_conf_t;
 
 
@@ -133,7 +137,29 @@ typedef enum {
 } ngx_http_actingweb_actor_state_e;
 
 
+/* what a route needs before its endpoint runs (route table, handler.c) */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_ACCESS_NONE = 0,      /* no actor: the factory */
+    NGX_HTTP_ACTINGWEB_ACCESS_PUBLIC,        /* the actor must exist */
+    NGX_HTTP_ACTINGWEB_ACCESS_CREATOR,       /* creator or trustee */
+    NGX_HTTP_ACTINGWEB_ACCESS_PEER           /* also a peer, by its trust */
+} ngx_http_actingweb_access_e;
+
+
+/* who the access step let in */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_ROLE_NONE = 0,        /* public access */
+    NGX_HTTP_ACTINGWEB_ROLE_CREATOR,         /* Basic, creator's passphrase */
+    NGX_HTTP_ACTINGWEB_ROLE_TRUSTEE,         /* Bearer, trustee passphrase */
+    NGX_HTTP_ACTINGWEB_ROLE_PEER             /* Bearer, a trust's secret */
+} ngx_http_actingweb_role_e;
+
+
 typedef ngx_int_t (*ngx_http_actingweb_step_pt)(ngx_http_request_t *r);
+
+/* called in the worker when a check that went off the loop is done */
+typedef void (*ngx_http_actingweb_done_pt)(ngx_http_request_t *r,
+    ngx_int_t rc);
 
 
 struct ngx_http_actingweb_ctx_s {
@@ -144,7 +170,6 @@ struct ngx_http_actingweb_ctx_s {
     ngx_uint_t                      nsegs;
 
     ngx_str_t                       body;
-    unsigned                        need_auth:1;
     unsigned                        fast:1;          /* auth_known write */
 
     ngx_http_actingweb_auth_e       auth;
@@ -154,7 +179,11 @@ struct ngx_http_actingweb_ctx_s {
     ngx_http_actingweb_actor_t      actor;
     ngx_http_actingweb_actor_state_e  actor_state;
 
-    ngx_http_actingweb_step_pt      next;            /* after actor load */
+    ngx_http_actingweb_role_e       role;            /* set by access.c */
+    cJSON                          *peer;            /* ROLE_PEER: trust */
+    void                           *access;          /* access.c state */
+
+    ngx_http_actingweb_step_pt      next;            /* the endpoint */
     cJSON                          *value;           /* parsed PUT body */
     ngx_uint_t                      retries;
     ngx_pool_cleanup_t             *attempt;         /* .data: CAS try pool */
@@ -224,9 +253,10 @@ ngx_table_elt_t *ngx_http_actingweb_header_in(ngx_http_request_t *r,
 void ngx_http_actingweb_auth_parse(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx);
 ngx_int_t ngx_http_actingweb_auth_creator(ngx_http_request_t *r,
-    ngx_http_actingweb_ctx_t *ctx);
+    ngx_http_actingweb_ctx_t *ctx, ngx_http_actingweb_done_pt done);
+ngx_int_t ngx_http_actingweb_auth_trustee(ngx_http_actingweb_ctx_t *ctx);
 ngx_int_t ngx_http_actingweb_auth_hash(ngx_http_request_t *r,
-    ngx_str_t *passphrase, ngx_str_t *out);
+    ngx_str_t *passphrase, ngx_str_t *out, ngx_http_actingweb_done_pt done);
 ngx_int_t ngx_http_actingweb_auth_reply(ngx_http_request_t *r,
     ngx_int_t rc);
 ngx_int_t ngx_http_actingweb_auth_known(ngx_http_request_t *r,
@@ -234,6 +264,10 @@ ngx_int_t ngx_http_actingweb_auth_known(ngx_http_request_t *r,
 ngx_int_t ngx_http_actingweb_cross_site(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, const char **err);
 void ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf);
+char *ngx_http_actingweb_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
+    ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf);
 
 /* actor.c */
 ngx_int_t ngx_http_actingweb_factory(ngx_http_request_t *r);
@@ -241,8 +275,14 @@ ngx_int_t ngx_http_actingweb_actor(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_meta(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_devtest(ngx_http_request_t *r);
 
+/* module.c */
+ngx_uint_t ngx_http_actingweb_acl_allows(ngx_http_request_t *r,
+    ngx_str_t *rel, ngx_uint_t endpoint, ngx_uint_t method);
+
 /* trust.c */
 ngx_int_t ngx_http_actingweb_trust(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_trust_hash(ngx_http_request_t *r,
+    ngx_str_t *secret, ngx_str_t *out);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);

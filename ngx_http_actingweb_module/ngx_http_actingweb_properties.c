@@ -21,6 +21,8 @@
 #define NGX_HTTP_ACTINGWEB_CAS_RETRIES   64
 
 
+static ngx_http_actingweb_redis_args_t *ngx_http_actingweb_prop_read_args(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_actingweb_prop_read(ngx_http_request_t *r);
 static void ngx_http_actingweb_prop_got(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
@@ -68,6 +70,64 @@ static ngx_str_t  ngx_http_actingweb_text_type =
     ngx_string("text/plain; charset=utf-8");
 
 
+/*
+ * Reads go out together with the actor read (one round trip, no Lua);
+ * plain writes and deletes may skip the actor read (the script checks the
+ * credentials); nested writes read the value first like a GET.
+ */
+
+ngx_int_t
+ngx_http_actingweb_properties_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    switch (ctx->method) {
+
+    case NGX_HTTP_GET:
+        break;
+
+    case NGX_HTTP_PUT:
+        if (ctx->nsegs == 0) {
+            plan->load = NGX_HTTP_ACTINGWEB_LOAD_NONE;
+            return NGX_OK;
+        }
+
+        if (ctx->nsegs == 1) {
+            plan->load = NGX_HTTP_ACTINGWEB_LOAD_WRITE;
+            return NGX_OK;
+        }
+
+        break;
+
+    case NGX_HTTP_DELETE:
+        if (ctx->nsegs <= 1) {
+            plan->load = NGX_HTTP_ACTINGWEB_LOAD_WRITE;
+            return NGX_OK;
+        }
+
+        break;
+
+    default: /* POST */
+        plan->load = ctx->nsegs == 0 ? NGX_HTTP_ACTINGWEB_LOAD_WRITE
+                                     : NGX_HTTP_ACTINGWEB_LOAD_NONE;
+        return NGX_OK;
+    }
+
+    plan->args = ngx_http_actingweb_prop_read_args(r);
+    if (plan->args == NULL) {
+        return NGX_ERROR;
+    }
+
+    plan->load = NGX_HTTP_ACTINGWEB_LOAD_PIPELINE;
+    plan->handler = ngx_http_actingweb_prop_got;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_actingweb_properties(ngx_http_request_t *r)
 {
@@ -75,8 +135,6 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    ngx_http_actingweb_auth_parse(r, ctx);
 
     switch (ctx->method) {
 
@@ -89,24 +147,21 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
         }
 
         if (ctx->nsegs == 1) {
-            return ngx_http_actingweb_actor_write(r,
-                                             ngx_http_actingweb_prop_put);
+            return ngx_http_actingweb_prop_put(r);
         }
 
         return ngx_http_actingweb_prop_read(r);
 
     case NGX_HTTP_DELETE:
         if (ctx->nsegs <= 1) {
-            return ngx_http_actingweb_actor_write(r,
-                                             ngx_http_actingweb_prop_delete);
+            return ngx_http_actingweb_prop_delete(r);
         }
 
         return ngx_http_actingweb_prop_read(r);
 
     default: /* POST */
         if (ctx->nsegs == 0) {
-            return ngx_http_actingweb_actor_write(r,
-                                             ngx_http_actingweb_prop_post);
+            return ngx_http_actingweb_prop_post(r);
         }
 
         break;
@@ -130,27 +185,15 @@ ngx_http_actingweb_properties(ngx_http_request_t *r)
 }
 
 
-/*
- * One round trip without Lua: the actor record and the value(s) are two
- * plain commands pipelined on the connection.
- */
+/* the value (or all of them); alone, or pipelined by access.c */
 
-static ngx_int_t
-ngx_http_actingweb_prop_read(ngx_http_request_t *r)
+static ngx_http_actingweb_redis_args_t *
+ngx_http_actingweb_prop_read_args(ngx_http_request_t *r)
 {
-    ngx_int_t                         rc;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (ctx->auth == NGX_HTTP_ACTINGWEB_AUTH_NONE
-        || ctx->auth == NGX_HTTP_ACTINGWEB_AUTH_INVALID)
-    {
-        /* the answer can only be 404 or 401: fetch no values for it */
-        return ngx_http_actingweb_actor_load(r, 1,
-                                             ngx_http_actingweb_prop_read);
-    }
 
     a = ngx_http_actingweb_redis_args(r, 3);
 
@@ -165,17 +208,25 @@ ngx_http_actingweb_prop_read(ngx_http_request_t *r)
             && ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
                                             ctx->segs[0].len) != NGX_OK))
     {
+        return NULL;
+    }
+
+    return a;
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_prop_read(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    a = ngx_http_actingweb_prop_read_args(r);
+    if (a == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_UNKNOWN;
-
-    rc = ngx_http_actingweb_actor_fetch(r);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_actingweb_redis_command(r, a,
-                                              ngx_http_actingweb_prop_got);
-    }
+    rc = ngx_http_actingweb_redis_command(r, a, ngx_http_actingweb_prop_got);
 
     return ngx_http_actingweb_redis_started(r, rc);
 }
@@ -194,10 +245,6 @@ ngx_http_actingweb_prop_got(ngx_http_request_t *r,
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
-        goto done;
-    }
-
-    if (!ngx_http_actingweb_actor_accept(r, 1, &rc)) {
         goto done;
     }
 
@@ -892,7 +939,7 @@ ngx_http_actingweb_prop_written(ngx_http_request_t *r,
     }
 
     if (reply->integer == -2) {
-        rc = ngx_http_actingweb_actor_changed(r);
+        rc = ngx_http_actingweb_access_changed(r);
         if (rc == NGX_DONE) {
             return;
         }

@@ -101,15 +101,45 @@ ngx_int_t ngx_http_actingweb_reply_str(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_actingweb_scripts_init(ngx_log_t *log);
 
-/* actor.c: shared steps of every actor endpoint */
-ngx_int_t ngx_http_actingweb_actor_load(ngx_http_request_t *r,
-    ngx_uint_t auth, ngx_http_actingweb_step_pt next);
-ngx_int_t ngx_http_actingweb_actor_write(ngx_http_request_t *r,
-    ngx_http_actingweb_step_pt step);
-ngx_int_t ngx_http_actingweb_actor_changed(ngx_http_request_t *r);
-ngx_int_t ngx_http_actingweb_actor_fetch(ngx_http_request_t *r);
-ngx_int_t ngx_http_actingweb_actor_accept(ngx_http_request_t *r,
-    ngx_uint_t auth, ngx_int_t *rc);
+/*
+ * How an endpoint's own Redis work fits with the actor read (access.c):
+ * decided per request by the route's plan function.
+ */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_LOAD_ACTOR = 0,       /* actor read, then endpoint */
+    NGX_HTTP_ACTINGWEB_LOAD_NONE,            /* endpoint only refuses */
+    NGX_HTTP_ACTINGWEB_LOAD_WRITE,           /* remembered creds skip it */
+    NGX_HTTP_ACTINGWEB_LOAD_PIPELINE         /* endpoint read sent along */
+} ngx_http_actingweb_load_e;
+
+
+typedef struct {
+    ngx_http_actingweb_access_e          access;    /* the route's, or */
+    ngx_http_actingweb_load_e            load;
+    ngx_http_actingweb_redis_args_t     *args;      /* PIPELINE: the read */
+    ngx_http_actingweb_redis_handler_pt  handler;   /* and its reply */
+} ngx_http_actingweb_plan_t;
+
+
+typedef ngx_int_t (*ngx_http_actingweb_plan_pt)(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan);
+
+
+/* access.c: the access step between the handler and every endpoint */
+ngx_int_t ngx_http_actingweb_access(ngx_http_request_t *r,
+    ngx_http_actingweb_access_e access, ngx_http_actingweb_plan_pt plan,
+    ngx_http_actingweb_step_pt endpoint);
+ngx_int_t ngx_http_actingweb_access_changed(ngx_http_request_t *r);
+
+/* endpoint plans, named in the route table */
+ngx_int_t ngx_http_actingweb_actor_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan);
+ngx_int_t ngx_http_actingweb_meta_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan);
+ngx_int_t ngx_http_actingweb_properties_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan);
+ngx_int_t ngx_http_actingweb_trust_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan);
 
 /* curl.c: the worker-level HTTP client lives beside Redis */
 ngx_int_t ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,

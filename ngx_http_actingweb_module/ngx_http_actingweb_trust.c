@@ -45,7 +45,6 @@ typedef struct {
     ngx_str_t                        verify;
     ngx_str_t                        record;      /* as stored */
     cJSON                           *rec;         /* parsed record */
-    cJSON                           *caller;      /* the calling peer's */
     ngx_uint_t                       status;      /* to answer with */
     const char                      *message;     /* error to answer */
     ngx_uint_t                       approved:1;
@@ -53,10 +52,6 @@ typedef struct {
 } ngx_http_actingweb_trust_t;
 
 
-static ngx_int_t ngx_http_actingweb_trust_access(ngx_http_request_t *r,
-    ngx_http_actingweb_step_pt next);
-static void ngx_http_actingweb_trust_access_got(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_trust_list(ngx_http_request_t *r);
 static void ngx_http_actingweb_trust_listed(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
@@ -111,8 +106,6 @@ static ngx_int_t ngx_http_actingweb_trust_str(ngx_http_request_t *r,
     ngx_uint_t required);
 static ngx_int_t ngx_http_actingweb_trust_token(ngx_str_t *s, size_t max);
 static ngx_int_t ngx_http_actingweb_trust_url(ngx_str_t *url);
-static ngx_int_t ngx_http_actingweb_trust_hash(ngx_http_request_t *r,
-    ngx_str_t *secret, ngx_str_t *out);
 static ngx_int_t ngx_http_actingweb_trust_random(ngx_http_request_t *r,
     ngx_str_t *out);
 static ngx_int_t ngx_http_actingweb_trust_parse(ngx_http_request_t *r,
@@ -133,6 +126,34 @@ static ngx_uint_t ngx_http_actingweb_trust_auto(ngx_http_request_t *r,
       ngx_http_get_module_ctx(r, ngx_http_actingweb_module))->data)
 
 
+/*
+ * Who may come, by path: /trust and /trust/<rel> are the creator's (and
+ * trustee's), except POST /trust/<rel>, which anybody may send (the
+ * reverse GET tells who it is); /trust/<rel>/<peer> also the peer.
+ */
+
+ngx_int_t
+ngx_http_actingweb_trust_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx->nsegs > 2) {
+        plan->load = NGX_HTTP_ACTINGWEB_LOAD_NONE;
+
+    } else if (ctx->nsegs == 1 && ctx->method == NGX_HTTP_POST) {
+        plan->access = NGX_HTTP_ACTINGWEB_ACCESS_PUBLIC;
+
+    } else if (ctx->nsegs < 2) {
+        plan->access = NGX_HTTP_ACTINGWEB_ACCESS_CREATOR;
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_actingweb_trust(ngx_http_request_t *r)
 {
@@ -141,6 +162,11 @@ ngx_http_actingweb_trust(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
+    if (ctx->nsegs > 2) {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "trust path not supported");
+    }
+
     ts = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_trust_t));
     if (ts == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -148,184 +174,59 @@ ngx_http_actingweb_trust(ngx_http_request_t *r)
 
     ctx->data = ts;
 
-    ngx_http_actingweb_auth_parse(r, ctx);
-
     if (ctx->nsegs >= 1) {
         ts->rel = ctx->segs[0];
     }
 
-    if (ctx->nsegs >= 2) {
+    if (ctx->nsegs == 2) {
         ts->peerid = ctx->segs[1];
-    }
-
-    if (ctx->nsegs > 2) {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                             "trust path not supported");
     }
 
     if (ctx->nsegs == 1 && ngx_strcmp(ts->rel.data, "trustee") == 0
         && (ctx->method & (NGX_HTTP_PUT|NGX_HTTP_DELETE)))
     {
-        return ngx_http_actingweb_actor_load(r, 1,
-                                             ngx_http_actingweb_trustee);
+        return ngx_http_actingweb_trustee(r);
     }
 
-    if ((ts->rel.len && ngx_http_actingweb_trust_token(&ts->rel,
-                                           NGX_HTTP_ACTINGWEB_REL_MAX) != NGX_OK)
+    if ((ts->rel.len
+         && ngx_http_actingweb_trust_token(&ts->rel,
+                                           NGX_HTTP_ACTINGWEB_REL_MAX)
+            != NGX_OK)
         || (ts->peerid.len
             && ngx_http_actingweb_trust_token(&ts->peerid,
-                                       NGX_HTTP_ACTINGWEB_PEERID_MAX) != NGX_OK))
+                                              NGX_HTTP_ACTINGWEB_PEERID_MAX)
+               != NGX_OK))
     {
         return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
                                              "no such relationship");
     }
 
-    switch (ctx->nsegs) {
-
-    case 0:
-        if (ctx->method == NGX_HTTP_GET) {
-            return ngx_http_actingweb_actor_load(r, 1,
-                                              ngx_http_actingweb_trust_list);
+    if (ctx->nsegs == 2) {
+        switch (ctx->method) {
+        case NGX_HTTP_PUT:
+            return ngx_http_actingweb_trust_update(r);
+        case NGX_HTTP_DELETE:
+            return ngx_http_actingweb_trust_remove(r);
+        default:
+            return ngx_http_actingweb_trust_one(r);
         }
-
-        if (ctx->method == NGX_HTTP_POST) {
-            return ngx_http_actingweb_actor_load(r, 1,
-                                          ngx_http_actingweb_trust_initiate);
-        }
-
-        break;
-
-    case 1:
-        if (ctx->method == NGX_HTTP_GET) {
-            return ngx_http_actingweb_actor_load(r, 1,
-                                              ngx_http_actingweb_trust_list);
-        }
-
-        if (ctx->method == NGX_HTTP_POST) {
-            /* anybody may ask; the reverse GET tells who it is */
-            return ngx_http_actingweb_actor_load(r, 0,
-                                           ngx_http_actingweb_trust_receive);
-        }
-
-        break;
-
-    default:
-        if (ctx->method == NGX_HTTP_PUT) {
-            /* the owner's change; a peer's token is refused there */
-            return ngx_http_actingweb_trust_access(r,
-                                            ngx_http_actingweb_trust_update);
-        }
-
-        if (ctx->method == NGX_HTTP_DELETE) {
-            return ngx_http_actingweb_trust_access(r,
-                                            ngx_http_actingweb_trust_remove);
-        }
-
-        return ngx_http_actingweb_trust_access(r,
-                                               ngx_http_actingweb_trust_one);
     }
 
-    if (ngx_http_actingweb_header(r, "Allow", "GET, HEAD, POST") == NULL)
-    {
+    if (ctx->method == NGX_HTTP_GET) {
+        return ngx_http_actingweb_trust_list(r);
+    }
+
+    if (ctx->method == NGX_HTTP_POST) {
+        return ctx->nsegs == 0 ? ngx_http_actingweb_trust_initiate(r)
+                               : ngx_http_actingweb_trust_receive(r);
+    }
+
+    if (ngx_http_actingweb_header(r, "Allow", "GET, HEAD, POST") == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                          "method not allowed");
-}
-
-
-/*
- * The creator, or a peer by its trust secret: a Bearer token is looked up
- * in the secret index (by its SHA-256) in the same round trip as the
- * actor; a token that is no trust secret may still be the trustee's.
- */
-
-static ngx_int_t
-ngx_http_actingweb_trust_access(ngx_http_request_t *r,
-    ngx_http_actingweb_step_pt next)
-{
-    ngx_int_t                  rc;
-    ngx_str_t                  argv[1];
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (ctx->auth != NGX_HTTP_ACTINGWEB_AUTH_BEARER) {
-        return ngx_http_actingweb_actor_load(r, 1, next);
-    }
-
-    if (ngx_http_actingweb_trust_hash(r, &ctx->pass, &argv[0]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->next = next;
-    ctx->actor_state = NGX_HTTP_ACTINGWEB_ACTOR_UNKNOWN;
-
-    rc = ngx_http_actingweb_actor_fetch(r);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_actingweb_trust_script(r,
-                                     NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_AUTH,
-                                     argv, 1,
-                                     ngx_http_actingweb_trust_access_got);
-    }
-
-    return ngx_http_actingweb_redis_started(r, rc);
-}
-
-
-static void
-ngx_http_actingweb_trust_access_got(ngx_http_request_t *r,
-    ngx_http_actingweb_redis_status_e status, redisReply *reply)
-{
-    cJSON                       *rec;
-    ngx_int_t                    rc;
-    ngx_str_t                    secret;
-    ngx_http_actingweb_ctx_t    *ctx;
-    ngx_http_actingweb_trust_t  *ts;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    ts = ctx->data;
-
-    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
-        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
-        goto done;
-    }
-
-    if (!ngx_http_actingweb_actor_accept(r, 0, &rc)) {
-        goto done;
-    }
-
-    rc = ngx_http_actingweb_trust_parse(r, reply, &rec);
-    if (rc == NGX_ERROR) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    if (rec
-        && ngx_http_actingweb_trust_field(rec, "secret", &secret) == NGX_OK
-        && secret.len == ctx->pass.len
-        && CRYPTO_memcmp(secret.data, ctx->pass.data, secret.len) == 0)
-    {
-        ts->caller = rec;
-        rc = ctx->next(r);
-        goto done;
-    }
-
-    /* no trust has this secret: the trustee's passphrase, or nothing */
-
-    if (!ngx_http_actingweb_actor_accept(r, 1, &rc)) {
-        goto done;
-    }
-
-    rc = ctx->next(r);
-
-done:
-
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
 }
 
 
@@ -944,14 +845,14 @@ ngx_http_actingweb_trust_one(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ts = ctx->data;
 
-    if (ts->caller) {
-        if (!ngx_http_actingweb_trust_is(ts->caller, "peerid", &ts->peerid)) {
+    if (ctx->peer) {
+        if (!ngx_http_actingweb_trust_is(ctx->peer, "peerid", &ts->peerid)) {
             return ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
                                                  "this token is not for "
                                                  "this peer");
         }
 
-        if (!ngx_http_actingweb_trust_is(ts->caller, "relationship",
+        if (!ngx_http_actingweb_trust_is(ctx->peer, "relationship",
                                          &ts->rel))
         {
             return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
@@ -959,13 +860,13 @@ ngx_http_actingweb_trust_one(ngx_http_request_t *r)
         }
 
         if (ctx->method == NGX_HTTP_GET) {
-            if (!ngx_http_actingweb_trust_flag(ts->caller, "approved")) {
+            if (!ngx_http_actingweb_trust_flag(ctx->peer, "approved")) {
                 return ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
                                                      "trust not approved "
                                                      "yet");
             }
 
-            return ngx_http_actingweb_trust_send(r, NGX_HTTP_OK, ts->caller,
+            return ngx_http_actingweb_trust_send(r, NGX_HTTP_OK, ctx->peer,
                                                  0);
         }
 
@@ -1123,7 +1024,7 @@ ngx_http_actingweb_trust_update(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ts = ctx->data;
 
-    if (ts->caller) {
+    if (ctx->peer) {
         return ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
                                              "a peer cannot change our "
                                              "trust");
@@ -1358,14 +1259,14 @@ ngx_http_actingweb_trust_remove(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ts = ctx->data;
 
-    if (ts->caller) {
-        if (!ngx_http_actingweb_trust_is(ts->caller, "peerid", &ts->peerid)) {
+    if (ctx->peer) {
+        if (!ngx_http_actingweb_trust_is(ctx->peer, "peerid", &ts->peerid)) {
             return ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
                                                  "this token is not for "
                                                  "this peer");
         }
 
-        if (!ngx_http_actingweb_trust_is(ts->caller, "relationship",
+        if (!ngx_http_actingweb_trust_is(ctx->peer, "relationship",
                                          &ts->rel))
         {
             return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
@@ -1914,7 +1815,7 @@ ngx_http_actingweb_trust_url(ngx_str_t *url)
 
 /* hex SHA-256: the secret index never holds a usable secret */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_actingweb_trust_hash(ngx_http_request_t *r, ngx_str_t *secret,
     ngx_str_t *out)
 {
