@@ -359,30 +359,17 @@ done:
 
 
 ngx_int_t
-ngx_http_actingweb_actor_plan(ngx_http_request_t *r,
-    ngx_http_actingweb_plan_t *plan)
-{
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (ctx->method == NGX_HTTP_DELETE) {
-        plan->load = NGX_HTTP_ACTINGWEB_LOAD_WRITE;
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
 ngx_http_actingweb_actor(ngx_http_request_t *r)
 {
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
+    /* every peer is told first (the credentials were read and checked) */
+
     if (ctx->method == NGX_HTTP_DELETE) {
-        return ngx_http_actingweb_actor_delete(r);
+        return ngx_http_actingweb_trust_revoke_all(r,
+                                             ngx_http_actingweb_actor_delete);
     }
 
     return ngx_http_actingweb_actor_get(r);

@@ -54,7 +54,7 @@ static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
 
     /* NGX_HTTP_ACTINGWEB_EP_ROOT */
     { ngx_null_string, NGX_HTTP_GET|NGX_HTTP_DELETE, "GET, HEAD, DELETE",
-      NGX_HTTP_ACTINGWEB_ACCESS_CREATOR, 0, ngx_http_actingweb_actor_plan,
+      NGX_HTTP_ACTINGWEB_ACCESS_CREATOR, 0, NULL,
       ngx_http_actingweb_actor },
 
     /* NGX_HTTP_ACTINGWEB_EP_META */

@@ -283,6 +283,8 @@ ngx_uint_t ngx_http_actingweb_acl_allows(ngx_http_request_t *r,
 ngx_int_t ngx_http_actingweb_trust(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_trust_hash(ngx_http_request_t *r,
     ngx_str_t *secret, ngx_str_t *out);
+ngx_int_t ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
+    ngx_http_actingweb_step_pt done);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);

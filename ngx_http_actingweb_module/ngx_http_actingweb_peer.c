@@ -155,7 +155,9 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
 
     ngx_add_timer(&pc->timer, alcf->peer_timeout);
 
-    r->read_event_handler = ngx_http_test_reading;
+    if (!pc->finish) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
 
     if (ngx_resolve_name(rctx) != NGX_OK) {
         /* the context was freed */
@@ -175,7 +177,9 @@ start:
 
     /* a client that goes away is noticed at once, not at the answer */
 
-    r->read_event_handler = ngx_http_test_reading;
+    if (!pc->finish) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
 
     if (ngx_http_actingweb_peer_start(r, pc) != NGX_OK) {
         ctx->peer_calls = pc->next;
@@ -583,6 +587,7 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
 
     ngx_buf_t                      *b;
     ngx_http_request_t             *r;
+    ngx_http_postponed_request_t  **pp;
     ngx_http_actingweb_loc_conf_t  *alcf;
 
     r = sr->parent;
@@ -592,6 +597,22 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
     }
 
     pc->finished = 1;
+
+    /*
+     * Its output went to memory, so it holds no place in the parent's
+     * output: taken out of the parent's postponed list and made the
+     * connection's active request, nginx finalizes it at once (releasing
+     * its reference) even while other calls of this request run.
+     */
+
+    for (pp = &r->postponed; *pp; pp = &(*pp)->next) {
+        if ((*pp)->request == sr) {
+            *pp = (*pp)->next;
+            break;
+        }
+    }
+
+    sr->connection->data = sr;
 
     if (pc->timer.timer_set) {
         ngx_del_timer(&pc->timer);

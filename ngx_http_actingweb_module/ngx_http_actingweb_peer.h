@@ -43,6 +43,8 @@ struct ngx_http_actingweb_peer_call_s {
     ngx_str_t                        body;        /* JSON; empty: none */
     ngx_http_actingweb_peer_handler_pt  handler;
     void                            *data;
+    unsigned                         finish:1;    /* even if the client
+                                                     leaves */
 
     /* the outcome */
     ngx_http_actingweb_peer_error_e  error;

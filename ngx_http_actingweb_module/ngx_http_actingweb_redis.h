@@ -132,8 +132,6 @@ ngx_int_t ngx_http_actingweb_access(ngx_http_request_t *r,
 ngx_int_t ngx_http_actingweb_access_changed(ngx_http_request_t *r);
 
 /* endpoint plans, named in the route table */
-ngx_int_t ngx_http_actingweb_actor_plan(ngx_http_request_t *r,
-    ngx_http_actingweb_plan_t *plan);
 ngx_int_t ngx_http_actingweb_meta_plan(ngx_http_request_t *r,
     ngx_http_actingweb_plan_t *plan);
 ngx_int_t ngx_http_actingweb_properties_plan(ngx_http_request_t *r,

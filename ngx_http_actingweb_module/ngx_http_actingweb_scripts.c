@@ -171,15 +171,25 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * hash of its secret ("_sh") so that a replaced or deleted trust takes
      * its index entry along.
      *
-     * KEYS: actor, trust, trustsec; ARGV: peer id, record, secret hash
-     * returns 0: no actor, -1: secret in use by another peer, 1: stored
+     * A verified trust is only replaced by a verified request: anybody
+     * may ask, and must not overwrite a real peer's trust by claiming
+     * its id.
+     *
+     * KEYS: actor, trust, trustsec; ARGV: peer id, record, secret hash,
+     * "1" if the new record is verified
+     * returns 0: no actor, -1: secret in use by another peer, -2: would
+     * replace a verified trust, 1: stored
      */
     { "trust_put",
       "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
       "local owner = redis.call('HGET', KEYS[3], ARGV[3])\n"
       "if owner and owner ~= ARGV[1] then return -1 end\n"
       "local old = redis.call('HGET', KEYS[2], ARGV[1])\n"
-      "local sh = old and cjson.decode(old)._sh\n"
+      "local rec = old and cjson.decode(old)\n"
+      "if rec and rec.verified == true and ARGV[4] ~= '1' then\n"
+      "  return -2\n"
+      "end\n"
+      "local sh = rec and rec._sh\n"
       "if sh and sh ~= ARGV[3] then redis.call('HDEL', KEYS[3], sh) end\n"
       "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
       "redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])\n"

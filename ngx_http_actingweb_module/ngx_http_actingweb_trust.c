@@ -49,6 +49,13 @@ typedef struct {
     const char                      *message;     /* error to answer */
     ngx_uint_t                       approved:1;
     ngx_uint_t                       notify:1;
+    ngx_uint_t                       finish:1;
+
+    /* actor deletion: every peer is told first */
+    cJSON                           *all;
+    ngx_uint_t                       next;
+    ngx_uint_t                       pending;
+    ngx_http_actingweb_step_pt       done;
 } ngx_http_actingweb_trust_t;
 
 
@@ -81,6 +88,11 @@ static ngx_int_t ngx_http_actingweb_trust_remove(ngx_http_request_t *r);
 static void ngx_http_actingweb_trust_removed(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_trustee(ngx_http_request_t *r);
+static void ngx_http_actingweb_revoke_listed(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static ngx_int_t ngx_http_actingweb_revoke_next(ngx_http_request_t *r);
+static void ngx_http_actingweb_revoke_one(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc);
 static void ngx_http_actingweb_trustee_done(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 
@@ -414,7 +426,7 @@ ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    argv[3], type;
+    ngx_str_t                    argv[4], type;
     ngx_http_actingweb_ctx_t    *ctx;
     ngx_http_actingweb_trust_t  *ts;
 
@@ -471,10 +483,11 @@ ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
     argv[0] = ts->peerid;
     argv[1] = ts->record;
     argv[2] = ts->sechash;
+    ngx_str_set(&argv[3], "1");
 
     rc = ngx_http_actingweb_trust_script(r,
                                          NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_PUT,
-                                         argv, 3,
+                                         argv, 4,
                                          ngx_http_actingweb_trust_stored);
     rc = ngx_http_actingweb_redis_started(r, rc);
 
@@ -511,6 +524,14 @@ ngx_http_actingweb_trust_stored(ngx_http_request_t *r,
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer == 0) {
         rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
                                            "actor not found");
+        goto done;
+    }
+
+    if (reply->integer == -2) {
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
+                                           "a verified trust with this "
+                                           "peer exists; this request "
+                                           "could not be verified");
         goto done;
     }
 
@@ -558,6 +579,13 @@ ngx_http_actingweb_trust_stored(ngx_http_request_t *r,
     }
 
     ngx_sprintf(path.data, "/trust/%V", &ts->rel);
+
+    /*
+     * our record exists now: the call runs to its end even if our client
+     * leaves, so that a refusal still takes the record back
+     */
+
+    ts->finish = 1;
 
     rc = ngx_http_actingweb_trust_call(r, NGX_HTTP_POST, &ts->url, &path,
                                        body, ngx_http_actingweb_trust_asked);
@@ -770,7 +798,7 @@ ngx_http_actingweb_trust_verified(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    argv[3];
+    ngx_str_t                    argv[4];
     ngx_uint_t                   verified;
     ngx_http_actingweb_trust_t  *ts;
 
@@ -811,9 +839,15 @@ ngx_http_actingweb_trust_verified(ngx_http_request_t *r,
     argv[1] = ts->record;
     argv[2] = ts->sechash;
 
+    if (verified) {
+        ngx_str_set(&argv[3], "1");
+    } else {
+        ngx_str_set(&argv[3], "0");
+    }
+
     rc = ngx_http_actingweb_trust_script(r,
                                          NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_PUT,
-                                         argv, 3,
+                                         argv, 4,
                                          ngx_http_actingweb_trust_stored);
     rc = ngx_http_actingweb_redis_started(r, rc);
 
@@ -1492,6 +1526,7 @@ ngx_http_actingweb_trust_call(ngx_http_request_t *r, ngx_uint_t method,
 
     pc->method = method;
     pc->handler = handler;
+    pc->finish = ts->finish;
     pc->url.len = base->len + path->len;
     pc->url.data = ngx_pnalloc(r->pool, pc->url.len);
     if (pc->url.data == NULL) {
@@ -1944,4 +1979,185 @@ ngx_http_actingweb_trust_auto(ngx_http_request_t *r, ngx_str_t *rel)
     }
 
     return 0;
+}
+
+
+/*
+ * Before an actor is deleted, every peer is told (DELETE on its record of
+ * us), at most NGX_HTTP_ACTINGWEB_REVOKE_MAX at a time; failures are
+ * logged and do not stop the deletion.  Then done() runs.
+ */
+
+#define NGX_HTTP_ACTINGWEB_REVOKE_MAX  16
+
+
+ngx_int_t
+ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
+    ngx_http_actingweb_step_pt done)
+{
+    ngx_int_t                         rc;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_trust_t       *ts;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    ts = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_trust_t));
+    a = ngx_http_actingweb_redis_args(r, 2);
+
+    if (ts == NULL || a == NULL
+        || ngx_http_actingweb_redis_arg(a, (u_char *) "HVALS", 5) != NGX_OK
+        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ts->done = done;
+    ctx->data = ts;
+
+    rc = ngx_http_actingweb_redis_command(r, a,
+                                          ngx_http_actingweb_revoke_listed);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+static void
+ngx_http_actingweb_revoke_listed(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    cJSON                       *rec;
+    size_t                       i;
+    ngx_int_t                    rc;
+    ngx_http_actingweb_trust_t  *ts;
+
+    ts = ngx_http_actingweb_trust_state(r);
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK
+        || reply->type != REDIS_REPLY_ARRAY)
+    {
+        rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
+        goto done;
+    }
+
+    ts->all = cJSON_CreateArray();
+    if (ts->all == NULL
+        || ngx_http_actingweb_json_guard(r, ts->all) != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        if (ngx_http_actingweb_trust_parse(r, reply->element[i], &rec)
+            == NGX_OK && rec)
+        {
+            cJSON_AddItemReferenceToArray(ts->all, rec);
+        }
+    }
+
+    rc = ngx_http_actingweb_revoke_next(r);
+
+done:
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_revoke_next(ngx_http_request_t *r)
+{
+    cJSON                           *rec;
+    ngx_int_t                        rc;
+    ngx_str_t                        base, rel, secret;
+    ngx_http_actingweb_ctx_t        *ctx;
+    ngx_http_actingweb_trust_t      *ts;
+    ngx_http_actingweb_peer_call_t  *pc;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ts = ctx->data;
+
+    while (ts->pending < NGX_HTTP_ACTINGWEB_REVOKE_MAX
+           && ts->next < (ngx_uint_t) cJSON_GetArraySize(ts->all))
+    {
+        rec = cJSON_GetArrayItem(ts->all, (int) ts->next++);
+
+        if (ngx_http_actingweb_trust_field(rec, "baseuri", &base) != NGX_OK
+            || ngx_http_actingweb_trust_field(rec, "relationship", &rel)
+               != NGX_OK
+            || ngx_http_actingweb_trust_field(rec, "secret", &secret)
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        pc = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_peer_call_t));
+        if (pc == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        pc->method = NGX_HTTP_DELETE;
+        pc->secret = secret;
+        pc->handler = ngx_http_actingweb_revoke_one;
+        pc->url.len = base.len + sizeof("/trust//") - 1 + rel.len
+                      + ctx->actor_id.len;
+        pc->url.data = ngx_pnalloc(r->pool, pc->url.len);
+        if (pc->url.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(pc->url.data, "%V/trust/%V/%V", &base, &rel,
+                    &ctx->actor_id);
+
+        rc = ngx_http_actingweb_peer_call(r, pc);
+
+        if (rc == NGX_OK) {
+            ts->pending++;
+            continue;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "actingweb: peer at \"%V\" not told of the actor's "
+                      "deletion: %s", &base, pc->message);
+    }
+
+    if (ts->pending) {
+        return NGX_DONE;
+    }
+
+    return ts->done(r);
+}
+
+
+static void
+ngx_http_actingweb_revoke_one(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc)
+{
+    ngx_int_t                    rc;
+    ngx_http_actingweb_trust_t  *ts;
+
+    ts = ngx_http_actingweb_trust_state(r);
+    ts->pending--;
+
+    if (pc->error != NGX_HTTP_ACTINGWEB_PEER_OK
+        || ((pc->status < 200 || pc->status > 299)
+            && pc->status != NGX_HTTP_NOT_FOUND))
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "actingweb: \"%V\" not told of the actor's deletion "
+                      "(%s, status %ui)", &pc->url,
+                      pc->message ? pc->message : "answered", pc->status);
+    }
+
+    rc = ngx_http_actingweb_revoke_next(r);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
 }

@@ -434,3 +434,133 @@ peer location "/nowhere" does not proxy
 [400, 400, 400, 400, 400, 200]
 --- response_body_json eval
 ['{"error": "{{ANY}}"}', '{"error": "{{ANY}}"}', '{"error": "{{ANY}}"}', '{"error": "{{ANY}}"}', '{"error": "{{ANY}}"}', "[]"]
+
+
+
+=== TEST 23: A and B again (friend); before B approves, A's token is refused on B's properties
+--- request eval
+["POST /a/{{a}}/trust\n{\"url\": \"http://127.0.0.1:{{env:TEST_NGINX_B_PORT}}/b/{{b}}\", \"relationship\": \"friend\"}",
+ "GET /tob/b/{{b}}/properties"]
+--- more_headers eval
+["Authorization: {{basic:alice:pa}}", "Authorization: Bearer {{ANY}}"]
+--- error_code eval
+[201, 403]
+--- capture eval
+["secret2 = json:secret", ""]
+
+
+
+=== TEST 24: B approves: A's token reads and writes B's properties (friend), nothing else
+--- request eval
+["PUT /tob/b/{{b}}/trust/friend/{{a}}\n{\"approved\": true}",
+ "PUT /tob/b/{{b}}/properties/note\nfrom a",
+ "GET /tob/b/{{b}}/properties/note",
+ "GET /tob/b/{{b}}",
+ "GET /tob/b/{{b}}/trust",
+ "DELETE /tob/b/{{b}}/trust/friend/0123456789abcdef0123456789abcdef"]
+--- more_headers eval
+["Authorization: {{basic:bob:pb}}", "Authorization: Bearer {{secret2}}",
+ "Authorization: Bearer {{secret2}}", "Authorization: Bearer {{secret2}}",
+ "Authorization: Bearer {{secret2}}", "Authorization: Bearer {{secret2}}"]
+--- error_code eval
+[204, 204, 200, 403, 403, 403]
+--- response_body_like eval
+["^\$", "^\$", "^from a\$", "access denied", "access denied",
+ "this token is not for this peer"]
+
+
+
+=== TEST 25: an associate (A with C, C approves) may only read
+--- request eval
+["POST /a/{{a}}/trust\n{\"url\": \"http://127.0.0.1:{{env:TEST_NGINX_SERVER_PORT}}/a/{{c}}\", \"relationship\": \"associate\"}",
+ "PUT /a/{{c}}/trust/associate/{{a}}\n{\"approved\": true}",
+ "PUT /a/{{c}}/properties/p\n1"]
+--- more_headers eval
+["Authorization: {{basic:alice:pa}}", "Authorization: {{basic:carol:pc}}",
+ "Authorization: {{basic:carol:pc}}"]
+--- error_code eval
+[201, 204, 204]
+--- capture eval
+["secret3 = json:secret", "", ""]
+
+
+
+=== TEST 26: the associate's token: GET yes, PUT no
+--- request eval
+["GET /a/{{c}}/properties/p", "PUT /a/{{c}}/properties/p\n2",
+ "GET /a/{{c}}/properties/p"]
+--- more_headers eval
+["Authorization: Bearer {{secret3}}", "Authorization: Bearer {{secret3}}",
+ "Authorization: Bearer {{secret3}}"]
+--- error_code eval
+[200, 403, 200]
+--- response_body eval
+["1", '{"error":{"code":403,"message":"not allowed for this relationship"}}', "1"]
+
+
+
+=== TEST 27: an anonymous request cannot replace a verified trust
+--- request eval
+["POST /tob/b/{{b}}/trust/friend\n{\"baseuri\": \"http://127.0.0.1:{{env:TEST_NGINX_SERVER_PORT}}/a/{{a}}\", \"id\": \"{{a}}\", \"type\": \"t\", \"secret\": \"attackersecret\"}",
+ "GET /tob/b/{{b}}/trust/friend/{{a}}",
+ "GET /tob/b/{{b}}/properties/note"]
+--- more_headers eval
+["", "Authorization: {{basic:bob:pb}}", "Authorization: Bearer attackersecret"]
+--- error_code eval
+[403, 200, 403]
+--- response_body_json eval
+['{"error": {"code": 403, "message": "a verified trust with this peer exists; this request could not be verified"}}',
+ '{"...": 1, "secret": "{{secret2}}"}', undef]
+
+
+
+=== TEST 28: deleting A tells B and C first: their trusts with A are gone
+--- request eval
+["DELETE /a/{{a}}", "GET /tob/b/{{b}}/trust", "GET /a/{{c}}/trust"]
+--- more_headers eval
+["Authorization: {{basic:alice:pa}}", "Authorization: {{basic:bob:pb}}",
+ "Authorization: {{basic:carol:pc}}"]
+--- error_code eval
+[204, 200, 200]
+--- response_body_json eval
+[undef, "[]", "[]"]
+
+
+
+=== TEST 29: a client that leaves during a peer call: no alert, nothing left
+--- request eval
+["POST /a/\n{\"creator\": \"gil\", \"passphrase\": \"pg\"}"]
+--- error_code eval
+[201]
+--- capture
+g = json:id
+
+
+
+=== TEST 30: (the client gives up after 0.5 s on a silent peer)
+--- init
+main::drain_silent();
+--- request
+POST /a/{{g}}/trust
+{"url": "http://127.0.0.1:{{env:TEST_NGINX_SILENT_PORT}}/b/x"}
+--- more_headers
+Authorization: {{basic:gil:pg}}
+--- timeout: 0.5
+--- abort
+--- ignore_response
+--- wait: 0.5
+--- no_error_log
+[alert]
+[crit]
+[error]
+
+
+
+=== TEST 31: gil has no trust; the worker serves on
+--- request
+GET /a/{{g}}/trust
+--- more_headers
+Authorization: {{basic:gil:pg}}
+--- error_code: 200
+--- response_body_json
+[]
