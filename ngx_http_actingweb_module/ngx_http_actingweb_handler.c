@@ -14,6 +14,7 @@
 
 
 #include "ngx_http_actingweb_redis.h"
+#include "ngx_http_actingweb_peer.h"
 
 
 /* one entry per ngx_http_actingweb_endpoint_e, in its order */
@@ -76,6 +77,23 @@ static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
       NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0, ngx_http_actingweb_trust_plan,
       ngx_http_actingweb_trust },
 
+    /* NGX_HTTP_ACTINGWEB_EP_PEERINFO: a peer's /meta (peerops.c) */
+    { ngx_string("peerinfo"), NGX_HTTP_GET, "GET, HEAD",
+      NGX_HTTP_ACTINGWEB_ACCESS_CREATOR, 0, NULL,
+      ngx_http_actingweb_peerinfo },
+
+    /* NGX_HTTP_ACTINGWEB_EP_AWPROXY: a call on a peer's resource */
+    { ngx_string("awproxy"),
+      NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE,
+      "GET, HEAD, PUT, POST, DELETE",
+      NGX_HTTP_ACTINGWEB_ACCESS_CREATOR, 0, NULL,
+      ngx_http_actingweb_awproxy },
+
+    /* NGX_HTTP_ACTINGWEB_EP_FANOUT: one call to every peer at once */
+    { ngx_string("fanout"), NGX_HTTP_POST, "POST",
+      NGX_HTTP_ACTINGWEB_ACCESS_CREATOR, 0, NULL,
+      ngx_http_actingweb_fanout },
+
     /* NGX_HTTP_ACTINGWEB_EP_DEVTEST: configuration switches it on */
     { ngx_string("devtest"), NGX_HTTP_GET, "GET, HEAD",
       NGX_HTTP_ACTINGWEB_ACCESS_NONE, 0, NULL,
@@ -124,6 +142,15 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
 
     if (rc == NGX_OK) {
         rc = ngx_http_actingweb_cross_site(r, ctx, &err);
+    }
+
+    if (rc == NGX_OK
+        && (ctx->endpoint >= NGX_HTTP_ACTINGWEB_EP_TRUST
+            || (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_ROOT
+                && ctx->method == NGX_HTTP_DELETE)))
+    {
+        /* endpoints that call peers: their deadline starts now */
+        rc = ngx_http_actingweb_peer_deadline(r, ctx, &err);
     }
 
     if (rc != NGX_OK) {

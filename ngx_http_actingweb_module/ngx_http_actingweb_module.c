@@ -167,6 +167,20 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       offsetof(ngx_http_actingweb_loc_conf_t, peer_timeout),
       &ngx_http_actingweb_positive_msec_post },
 
+    { ngx_string("actingweb_peer_deadline"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, peer_deadline),
+      &ngx_http_actingweb_positive_msec_post },
+
+    { ngx_string("actingweb_fanout_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, fanout_concurrency),
+      &ngx_http_actingweb_concurrency_bounds },
+
     { ngx_string("actingweb_peer_allow"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_actingweb_peer_rule,
@@ -448,6 +462,8 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->status = NGX_CONF_UNSET;
     alcf->max_value_size = NGX_CONF_UNSET_SIZE;
     alcf->peer_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->peer_deadline = NGX_CONF_UNSET_MSEC;
+    alcf->fanout_concurrency = NGX_CONF_UNSET_UINT;
     alcf->auto_approve = NGX_CONF_UNSET_PTR;
     alcf->peer_rules = NGX_CONF_UNSET_PTR;
     alcf->acl = NGX_CONF_UNSET_PTR;
@@ -481,6 +497,10 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->peer_location, prev->peer_location,
                              "/_actingweb_peer");
     ngx_conf_merge_msec_value(conf->peer_timeout, prev->peer_timeout, 10000);
+    ngx_conf_merge_msec_value(conf->peer_deadline, prev->peer_deadline,
+                              30000);
+    ngx_conf_merge_uint_value(conf->fanout_concurrency,
+                              prev->fanout_concurrency, 64);
     ngx_conf_merge_ptr_value(conf->auto_approve, prev->auto_approve, NULL);
     ngx_conf_merge_str_value(conf->default_relationship,
                              prev->default_relationship, "associate");

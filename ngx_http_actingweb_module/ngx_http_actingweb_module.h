@@ -90,6 +90,8 @@ typedef struct {
 
     ngx_str_t                       peer_location;
     ngx_msec_t                      peer_timeout;
+    ngx_msec_t                      peer_deadline;
+    ngx_uint_t                      fanout_concurrency;
     ngx_array_t                    *auto_approve;    /* of ngx_str_t */
     ngx_str_t                       default_relationship;
     ngx_array_t                    *peer_rules;      /* allow/deny */
@@ -107,6 +109,9 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_EP_META,
     NGX_HTTP_ACTINGWEB_EP_PROPERTIES,
     NGX_HTTP_ACTINGWEB_EP_TRUST,
+    NGX_HTTP_ACTINGWEB_EP_PEERINFO,
+    NGX_HTTP_ACTINGWEB_EP_AWPROXY,
+    NGX_HTTP_ACTINGWEB_EP_FANOUT,
     NGX_HTTP_ACTINGWEB_EP_DEVTEST,
     NGX_HTTP_ACTINGWEB_EP_OTHER
 } ngx_http_actingweb_endpoint_e;
@@ -193,6 +198,7 @@ struct ngx_http_actingweb_ctx_s {
     ngx_str_t                       peer_authorization;
     ngx_http_actingweb_peer_call_t *peer_call;       /* in its subrequest */
     ngx_http_actingweb_peer_call_t *peer_calls;      /* this request's */
+    ngx_msec_t                      deadline;        /* of peer work */
 
     unsigned                        responded:1;     /* sent our own */
     unsigned                        error_body:1;    /* replace nginx's */
@@ -278,6 +284,11 @@ ngx_int_t ngx_http_actingweb_devtest(ngx_http_request_t *r);
 /* module.c */
 ngx_uint_t ngx_http_actingweb_acl_allows(ngx_http_request_t *r,
     ngx_str_t *rel, ngx_uint_t endpoint, ngx_uint_t method);
+
+/* peerops.c */
+ngx_int_t ngx_http_actingweb_peerinfo(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_awproxy(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_fanout(ngx_http_request_t *r);
 
 /* trust.c */
 ngx_int_t ngx_http_actingweb_trust(ngx_http_request_t *r);

@@ -56,6 +56,7 @@ static char  *ngx_http_actingweb_peer_special[] = {
     "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
 #if (NGX_HAVE_INET6)
     "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+    "64:ff9b::/96", "2002::/16",                /* NAT64, 6to4: IPv4 */
 #endif
     NULL
 };
@@ -78,7 +79,9 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc)
 {
     ngx_int_t                       rc;
+    ngx_msec_t                      timeout;
     ngx_addr_t                      addr;
+    ngx_msec_int_t                  left;
     ngx_http_cleanup_t             *cln;
     ngx_resolver_ctx_t             *rctx, temp;
     ngx_http_core_loc_conf_t       *clcf;
@@ -107,6 +110,24 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
     pc->timer.handler = ngx_http_actingweb_peer_timeout;
     pc->timer.data = r->connection;
     pc->timer.log = r->connection->log;
+
+    /* bounded by actingweb_peer_timeout and by the request's deadline */
+
+    timeout = alcf->peer_timeout;
+
+    if (ctx->deadline) {
+        left = (ngx_msec_int_t) (ctx->deadline - ngx_current_msec);
+
+        if (left <= 0) {
+            pc->error = NGX_HTTP_ACTINGWEB_PEER_TIMEOUT;
+            pc->message = "deadline passed";
+            return NGX_DECLINED;
+        }
+
+        if ((ngx_msec_t) left < timeout) {
+            timeout = left;
+        }
+    }
 
     /* an IP literal is checked now; a name once it resolved */
 
@@ -153,7 +174,7 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
     pc->next = ctx->peer_calls;
     ctx->peer_calls = pc;
 
-    ngx_add_timer(&pc->timer, alcf->peer_timeout);
+    ngx_add_timer(&pc->timer, timeout);
 
     if (!pc->finish) {
         r->read_event_handler = ngx_http_test_reading;
@@ -173,7 +194,8 @@ start:
     pc->next = ctx->peer_calls;
     ctx->peer_calls = pc;
 
-    ngx_add_timer(&pc->timer, alcf->peer_timeout);
+    pc->timeout = timeout;
+    ngx_add_timer(&pc->timer, timeout);
 
     /* a client that goes away is noticed at once, not at the answer */
 
@@ -633,10 +655,9 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
                    rc, pc->status, b ? (size_t) (b->last - b->pos) : 0);
 
     if (pc->timed_out) {
-        alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "actingweb: peer \"%V\" did not answer in %M ms",
-                      &pc->url, alcf->peer_timeout);
+                      &pc->url, pc->timeout);
         pc->error = NGX_HTTP_ACTINGWEB_PEER_TIMEOUT;
         pc->message = "peer did not answer in time";
         return NGX_OK;
@@ -857,6 +878,57 @@ ngx_http_actingweb_peer_cleanup(void *data)
         ngx_resolve_name_done(pc->resolving);
         pc->resolving = NULL;
     }
+}
+
+
+/*
+ * The request's deadline for all its peer work (asyncio.wait_for in the
+ * reference's document): "?deadline=<ms>" or "X-ActingWeb-Deadline:
+ * <ms>", at most actingweb_peer_deadline, which is also the default.
+ */
+
+ngx_int_t
+ngx_http_actingweb_peer_deadline(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx, const char **err)
+{
+    ngx_int_t                       ms;
+    ngx_str_t                       v;
+    ngx_table_elt_t                *h;
+    ngx_http_actingweb_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+
+    ms = (ngx_int_t) alcf->peer_deadline;
+
+    if (ngx_http_arg(r, (u_char *) "deadline", 8, &v) != NGX_OK) {
+        h = ngx_http_actingweb_header_in(r, "X-ActingWeb-Deadline");
+        v.len = 0;
+
+        if (h) {
+            v = h->value;
+        }
+    }
+
+    if (v.len) {
+        ms = ngx_atoi(v.data, v.len);
+
+        if (ms <= 0) {
+            *err = "deadline must be a positive number of milliseconds";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        if ((ngx_msec_t) ms > alcf->peer_deadline) {
+            ms = (ngx_int_t) alcf->peer_deadline;
+        }
+    }
+
+    ctx->deadline = ngx_current_msec + (ngx_msec_t) ms;
+
+    if (ctx->deadline == 0) {
+        ctx->deadline = 1;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -61,6 +61,7 @@ struct ngx_http_actingweb_peer_call_s {
     ngx_str_t                        host;
     in_port_t                        port;
     ngx_event_t                      timer;
+    ngx_msec_t                       timeout;
     unsigned                         done:1;      /* outcome known */
     unsigned                         handled:1;   /* handler ran */
     unsigned                         timed_out:1;
@@ -74,6 +75,8 @@ ngx_int_t ngx_http_actingweb_peer_url_valid(
     ngx_http_actingweb_peer_call_t *pc);
 ngx_uint_t ngx_http_actingweb_peer_busy(ngx_http_request_t *r);
 ngx_uint_t ngx_http_actingweb_peer_status(ngx_http_actingweb_peer_call_t *pc);
+ngx_int_t ngx_http_actingweb_peer_deadline(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx, const char **err);
 ngx_int_t ngx_http_actingweb_self_url(ngx_http_request_t *r, ngx_str_t *id,
     ngx_str_t *url);
 

@@ -527,6 +527,8 @@ ngx_http_actingweb_trust_stored(ngx_http_request_t *r,
         goto done;
     }
 
+    ts->approved = ngx_http_actingweb_trust_flag(ts->rec, "approved");
+
     if (reply->integer == -2) {
         rc = ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
                                            "a verified trust with this "
@@ -828,7 +830,8 @@ ngx_http_actingweb_trust_verified(ngx_http_request_t *r,
     if (ngx_http_actingweb_trust_random(r, &ts->verify) != NGX_OK
         || ngx_http_actingweb_trust_hash(r, &ts->secret, &ts->sechash)
            != NGX_OK
-        || ngx_http_actingweb_trust_new_record(r, ts->approved, 1, verified)
+        || ngx_http_actingweb_trust_new_record(r, ts->approved && verified,
+                                               1, verified)
            != NGX_OK)
     {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
