@@ -1390,7 +1390,8 @@ sub main {
         }
         for my $f (@{ $s->{failed} }) {
             $failed++;
-            print "\n$f->[0] FAILED:\n", map { "    $_\n" } split /\n/, $f->[1];
+            print "\n$f->[0] FAILED:\n",
+                map { "    $_\n" } split /\n/, $f->[1];
             $md .= "\n$f->[0] FAILED:\n\n"
                 . join('', map { "    $_\n" } split /\n/, $f->[1]);
         }
