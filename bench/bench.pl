@@ -1,10 +1,13 @@
 #!/usr/bin/env perl
 #
-# bench.pl MODULE.so NGINX_BINARY  -- run by `./build.sh bench`
+# bench.pl MODULE.so NGINX_BINARY [GROUP...]  -- run by `./build.sh bench`
 #
 # Measures ngx_http_actingweb_module with wrk against a plain
 # `return 200` location on the same nginx, then again with Redis behind
-# a latency proxy, to show that a worker does not wait on Redis.
+# a latency proxy, to show that a worker does not wait on Redis (group
+# "http").  Group "trust": trust handshakes between actors of one server,
+# one client against many.  Group "slowpeer": property reads while trust
+# initiations wait on a peer that takes 2 s per answer.  No GROUP: all.
 # See docs/performance.md.
 #
 # Environment:
@@ -14,12 +17,21 @@
 #                         the proxy (the first uses 64, like the others)
 #   BENCH_FLOOD_RATE=2000 wrong-passphrase requests per second sent
 #                         during the flood row
+#   BENCH_TRUST_HANDSHAKES=2000 handshakes with BENCH_TRUST_CLIENTS
+#   BENCH_TRUST_SERIAL=200 handshakes with one client, before those
+#   BENCH_TRUST_CLIENTS=16 concurrent clients of the handshake run
+#   BENCH_TRUST_ACTORS=64 actors on each side of the handshakes
+#   BENCH_SLOW_MS=2000    time the slow peer takes per answer
+#   BENCH_SLOW_PENDING=20 trust initiations kept waiting on it
+#   BENCH_SLOW_CONNS=16   wrk connections of the slow-peer rows
+#   BENCH_SLOW_ROUNDS=3   rounds of (without, with) slow-peer runs
 #   BENCH_KEEP=1          keep the temp dir (logs, configs) afterwards
 
 use strict;
 use warnings;
 
 use Cwd qw(abs_path);
+use Digest::SHA qw(sha256);
 use File::Basename qw(dirname);
 use File::Path qw(remove_tree);
 use File::Temp qw(tempdir);
@@ -28,6 +40,7 @@ use IO::Socket::INET;
 use JSON::PP qw(decode_json encode_json);
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(strftime WNOHANG);
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
 use lib dirname(abs_path(__FILE__));
@@ -40,6 +53,17 @@ my $CONNS       = 64;
 my $FLOOD_RATE  = env_int('BENCH_FLOOD_RATE', 2000);
 my $THREADS     = 2;
 
+my $TRUST_HS      = env_int('BENCH_TRUST_HANDSHAKES', 2000);
+my $TRUST_SERIAL  = env_int('BENCH_TRUST_SERIAL',     200);
+my $TRUST_CLIENTS = env_int('BENCH_TRUST_CLIENTS',    16);
+my $TRUST_ACTORS  = env_int('BENCH_TRUST_ACTORS',     64);
+my $SLOW_MS       = env_int('BENCH_SLOW_MS',       2000);
+my $SLOW_PENDING  = env_int('BENCH_SLOW_PENDING',  20);
+my $SLOW_CONNS    = env_int('BENCH_SLOW_CONNS',    16);
+my $SLOW_ROUNDS   = env_int('BENCH_SLOW_ROUNDS',   3);
+
+my @GROUPS = qw(http trust slowpeer);
+
 my $CREATOR    = 'bench';
 my $PASSPHRASE = 'benchpass';
 my $AUTH       = 'Basic ' . encode_base64("$CREATOR:$PASSPHRASE", '');
@@ -47,10 +71,16 @@ my $AUTH       = 'Basic ' . encode_base64("$CREATOR:$PASSPHRASE", '');
 # the exact command, for the report (build.sh execs us, so this is it)
 my $COMMAND = join ' ',
     (map { "$_=$ENV{$_}" } grep { defined $ENV{$_} }
-        qw(BENCH_SECONDS BENCH_DELAY_MS BENCH_PROXY_CONNS)),
+        qw(BENCH_SECONDS BENCH_DELAY_MS BENCH_PROXY_CONNS
+           BENCH_TRUST_HANDSHAKES BENCH_TRUST_SERIAL BENCH_TRUST_CLIENTS
+           BENCH_TRUST_ACTORS BENCH_SLOW_MS BENCH_SLOW_PENDING
+           BENCH_SLOW_CONNS BENCH_SLOW_ROUNDS)),
     'perl', $0, @ARGV;
 
 my $MAIN_PID = $$;
+# the machine is shared: what else ran on it when we started
+my ($LOADAVG) = (do { local @ARGV = '/proc/loadavg'; <> } // '?')
+    =~ /^(\S+ \S+ \S+)/;
 my %PROCS;          # pid => name, everything we started and must stop
 my %STATUS;         # pid => wait status, once reaped
 my $TMP;            # the temp dir
@@ -60,8 +90,10 @@ my %SIGNUM = (HUP => 1, INT => 2, TERM => 15);
 # ---------------------------------------------------------------------------
 
 sub usage {
-    die "usage: $0 /abs/path/ngx_http_actingweb_module.so /usr/sbin/nginx\n"
-        . "(normally run as ./build.sh bench; BENCH_SECONDS=N to shorten)\n";
+    die "usage: $0 /abs/path/ngx_http_actingweb_module.so /usr/sbin/nginx "
+        . "[@GROUPS]\n"
+        . "(normally run as ./build.sh bench [GROUP...]; BENCH_SECONDS=N "
+        . "to shorten)\n";
 }
 
 sub env_int {
@@ -277,9 +309,11 @@ sub start_redis {
 }
 
 # The proxy listens on a socket opened here, before the fork, so that
-# it is ready as soon as this returns.
+# it is ready as soon as this returns.  It connects to the upstream port
+# for each connection it accepts: that need not listen yet.  Returns
+# { port, pid }.
 sub start_proxy {
-    my ($redis_port) = @_;
+    my ($upstream_port, $delay) = @_;
     my $lsn = IO::Socket::INET->new(
         Listen => 1024, LocalAddr => '127.0.0.1', LocalPort => 0,
         ReuseAddr => 1,
@@ -290,7 +324,7 @@ sub start_proxy {
         $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
         eval {
             LatencyProxy::run(listen => $lsn, host => '127.0.0.1',
-                port => $redis_port, delay => $DELAY_MS / 1000);
+                port => $upstream_port, delay => $delay);
         };
         warn "latency proxy: $@";
         POSIX::_exit(1);    # not exit: END belongs to the parent
@@ -298,7 +332,7 @@ sub start_proxy {
     $PROCS{$pid} = 'latency-proxy';
     my $port = $lsn->sockport;
     close $lsn;
-    return $port;
+    return { port => $port, pid => $pid };
 }
 
 # median round trip of PING, to show what the proxy really adds
@@ -318,11 +352,24 @@ sub ping_ms {
 # ---------------------------------------------------------------------------
 # nginx
 
+# $servers: a function of the port that returns the server blocks;
+# without it, /plain and the module on /
 sub start_nginx {
-    my ($name, $module, $bin, $redis_port) = @_;
+    my ($name, $module, $bin, $redis_port, $servers) = @_;
     my $dir = "$TMP/$name";
     mkdir $dir or die "$dir: $!\n";
     my $port = free_port();
+    $servers //= sub {
+        my ($p) = @_;
+        return <<"EOF";
+    server {
+        listen 127.0.0.1:$p;
+        location = /plain { return 200 "ok"; }
+        location / { actingweb; }
+    }
+EOF
+    };
+    my $server_conf = $servers->($port);
 
     # every path in the temp dir: Debian's compiled-in defaults point at
     # /var/lib/nginx and /run, which a benchmark has no business touching
@@ -345,12 +392,7 @@ $temps
     actingweb_redis 127.0.0.1:$redis_port;
     actingweb_redis_prefix bench;
 
-    server {
-        listen 127.0.0.1:$port;
-        location = /plain { return 200 "ok"; }
-        location / { actingweb; }
-    }
-}
+$server_conf}
 EOF
 
     # -e: the error log before the config is read (else /var/log/nginx)
@@ -563,20 +605,20 @@ my @HEAD = ('scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'vs plain',
             'redis cmds/req');
 
 sub text_table {
-    my @rows = @_;
-    my @w = map { length } @HEAD;
+    my ($head, @rows) = @_;
+    my @w = map { length } @$head;
     for my $row (@rows) {
         $w[$_] = length $row->[$_] > $w[$_] ? length $row->[$_] : $w[$_]
             for 0 .. $#$row;
     }
     my $fmt = join('  ', "%-$w[0]s", map { "%$w[$_]s" } 1 .. $#w) . "\n";
-    return join '', map { sprintf $fmt, @$_ } \@HEAD, @rows;
+    return join '', map { sprintf $fmt, @$_ } $head, @rows;
 }
 
 sub md_table {
-    my @rows = @_;
-    my $t = '| ' . join(' | ', @HEAD) . " |\n";
-    $t .= '|' . join('|', ':---', map { '---:' } 1 .. $#HEAD) . "|\n";
+    my ($head, @rows) = @_;
+    my $t = '| ' . join(' | ', @$head) . " |\n";
+    $t .= '|' . join('|', ':---', map { '---:' } 1 .. $#$head) . "|\n";
     $t .= '| ' . join(' | ', @$_) . " |\n" for @rows;
     return $t;
 }
@@ -595,34 +637,36 @@ sub log_problems {
 }
 
 # ---------------------------------------------------------------------------
+# the groups: each starts its own nginx (one at a time: they would compete
+# for the cores), stops it, and returns a section of the report:
+# { title, head, rows, note, problems }
 
-sub main {
-    @ARGV == 2 or usage();
-    my ($module, $bin) = @ARGV;
-    -f $module or die "no module at $module (./build.sh build)\n";
-    -x $bin    or die "no nginx binary at $bin\n";
-    for my $tool (qw(wrk redis-server)) {
-        grep { -x "$_/$tool" } split /:/, $ENV{PATH}
-            or die "$tool is not installed (./build.sh deps)\n";
+my @NGINX;    # every nginx started, for the error logs
+
+# everything but Redis, which the next group uses too: before the error
+# logs are read (shutdown may log) and before the next nginx starts
+sub stop_group {
+    my %rank = map { $_ => $PROCS{$_} =~ /^nginx/ ? 0 : 1 } keys %PROCS;
+    for my $pid (sort { $rank{$a} <=> $rank{$b} } keys %PROCS) {
+        my $name = $PROCS{$pid} // next;
+        next if $name eq 'redis-server';
+        stop($pid, $name =~ /^nginx/ ? 'QUIT' : 'TERM',
+            $name =~ /^nginx/ ? 10 : 5);
+        delete $STATUS{$pid};
     }
-    $module = abs_path($module);
+}
 
-    $TMP = tempdir('actingweb-bench.XXXXXX', TMPDIR => 1);
-    # workers run as nobody when the master is root: they must get in
-    chmod 0755, $TMP;
+sub group_problems {
+    my ($from) = @_;
+    return map { log_problems($_->{log}) } @NGINX[$from .. $#NGINX];
+}
 
-    my %ver = (
-        nginx => capture_line($bin, '-v'),
-        redis => capture_line('redis-server', '--version'),
-        wrk   => capture_line('wrk', '-v'),
-    );
-    $ver{nginx} =~ s/^nginx version: //;
-    $ver{redis} =~ s/^Redis server v=(\S+).*/redis $1/;
-    $ver{wrk}   =~ s/ Copyright.*//;
+sub group_http {
+    my ($module, $bin, $redis) = @_;
+    my $first = @NGINX;
 
-    my $redis = start_redis();
-    say_ "redis-server on 127.0.0.1:$redis";
     my $direct = start_nginx('nginx-direct', $module, $bin, $redis);
+    push @NGINX, $direct;
     say_ "nginx on 127.0.0.1:$direct->{port}, Redis direct";
 
     my $id = create_actor($direct);
@@ -697,7 +741,7 @@ sub main {
 
     my ($far, %ping);
     eval {
-        my $proxy = start_proxy($redis);
+        my $proxy = start_proxy($redis, $DELAY_MS / 1000)->{port};
         %ping = (direct => ping_ms($redis), proxy => ping_ms($proxy));
         say_ sprintf 'latency proxy on 127.0.0.1:%d: PING %.2f ms direct, '
             . '%.2f ms through it', $proxy, $ping{direct}, $ping{proxy};
@@ -705,6 +749,7 @@ sub main {
         # one nginx at a time: they would compete for the two cores
         stop($direct->{pid}, 'QUIT', 10);
         $far = start_nginx('nginx-proxy', $module, $bin, $proxy);
+        push @NGINX, $far;
         say_ "nginx on 127.0.0.1:$far->{port}, Redis via the proxy";
         1;
     } or do {
@@ -723,12 +768,9 @@ sub main {
         $run->($far, $_, $conns, $_->{label}) for @far;
     }
 
-    cleanup();    # before reading the logs: shutdown may log too
+    stop_group();
 
     my ($plain) = grep { !$_->{error} } $results[0];
-    my @rows = table_rows(\@results, $plain ? $plain->{rps} : undef);
-    my @problems = map { log_problems($_->{log}) } grep { $_ } $direct, $far;
-    my $failed = grep { $_->{error} } @results;
 
     # what to compare the +Nms rows with: the ceiling of a worker that
     # blocks on Redis, and the one set by the connections (Little's law)
@@ -757,26 +799,602 @@ sub main {
         . "request; the calls a Lua script makes count too, so it is not "
         . "the number of round trips.\n";
 
-    print "\n", text_table(@rows), "\n", $note;
-    if (@problems) {
-        print "\nnginx error log (warn and worse, count x line):\n";
-        printf "  %5d x %s\n", @$_ for @problems;
+    return {
+        title    => 'HTTP: reads and writes against plain nginx',
+        head     => \@HEAD,
+        rows     => [ table_rows(\@results, $plain ? $plain->{rps} : undef) ],
+        note     => $note,
+        failed   => [ map { [ $_->{label}, $_->{error} ] }
+                      grep { $_->{error} } @results ],
+        problems => [ group_problems($first) ],
+    };
+}
+
+# ---------------------------------------------------------------------------
+# trust: clients in forked processes
+
+# A minimal HTTP/1.1 keep-alive client for the trust clients.  HTTP::Tiny
+# writes a request's header and body separately; Nagle's algorithm then
+# holds the body until the server's delayed ACK, 40 ms per POST or PUT.
+# Here: one write per request, TCP_NODELAY, one connection per host:port
+# in %$conns.  Enough for nginx's answers: Content-Length, chunked, or
+# none for 204.
+sub client_request {
+    my ($conns, $method, $url, $headers, $body) = @_;
+    my ($hp, $path) = $url =~ m{^http://([^/]+)(/.*)$}
+        or die "not an http URL: $url\n";
+    my $s = $conns->{$hp} //= do {
+        my $c = IO::Socket::INET->new(PeerAddr => $hp, Timeout => 10)
+            or die "connect $hp: $!\n";
+        setsockopt $c, IPPROTO_TCP, TCP_NODELAY, 1;
+        $c;
+    };
+    $body //= '';
+    my $req = "$method $path HTTP/1.1\r\nHost: $hp\r\n"
+        . join('', map { "$_: $headers->{$_}\r\n" } sort keys %$headers)
+        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+
+    local $SIG{ALRM} = sub { die "$method $url: no answer in 30 s\n" };
+    alarm 30;
+    for (my $off = 0; $off < length $req;) {
+        my $n = syswrite $s, $req, length($req) - $off, $off;
+        defined $n or die "$method $url: write: $!\n";
+        $off += $n;
     }
+    my $buf = '';
+    my $more = sub {
+        my $n = sysread $s, $buf, 65536, length $buf;
+        defined $n or die "$method $url: read: $!\n";
+        $n or die "$method $url: connection closed\n";
+    };
+    $more->() until $buf =~ /\r\n\r\n/;
+    my ($head, $rest) = split /\r\n\r\n/, $buf, 2;
+    $buf = $rest;
+    my ($status) = $head =~ m{^HTTP/1\.[01] (\d{3})}
+        or die "$method $url: not HTTP: $head\n";
+    my $content = '';
+    if ($head =~ /^Content-Length:\s*(\d+)/mi) {
+        my $len = $1;
+        $more->() while length $buf < $len;
+        $content = substr $buf, 0, $len;
+    } elsif ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
+        while (1) {
+            $more->() until $buf =~ /\r\n/;
+            $buf =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//
+                or die "$method $url: bad chunk\n";
+            my $size = hex $1;
+            if ($size == 0) {    # no trailers from nginx
+                $more->() while length $buf < 2;
+                last;
+            }
+            $more->() while length $buf < $size + 2;
+            $content .= substr $buf, 0, $size;
+            substr($buf, 0, $size + 2, '');
+        }
+    } elsif ($status != 204 && $status != 304) {
+        die "$method $url: an answer without length\n";
+    }
+    alarm 0;
+    if ($head =~ /^Connection:\s*close/mi) {
+        close $s;
+        delete $conns->{$hp};
+    }
+    return { status => $status, content => $content };
+}
+
+# Runs $work->($http, $item) for every item of @$items in up to $clients
+# forked processes (item i in process i % $clients).  $work returns one
+# line; if it dies, its process stops and fan_out_wait() dies with that
+# error.  fan_out_wait() returns the lines in item order.
+sub fan_out_start {
+    my ($name, $clients, $items, $work) = @_;
+    my @kids;
+    for my $k (0 .. $clients - 1) {
+        my @mine = grep { $_ % $clients == $k } 0 .. $#$items;
+        last unless @mine;
+        my $file = "$TMP/$name-$k.out";
+        my $pid = fork // die "fork: $!\n";
+        if (!$pid) {
+            $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+            my $ok = eval {
+                my $http = {};    # client_request's connections
+                open my $fh, '>', $file or die "$file: $!\n";
+                for my $i (@mine) {
+                    my $line = $work->($http, $items->[$i]);
+                    print $fh "$i\t$line\n";
+                }
+                close $fh or die "$file: $!\n";
+                1;
+            };
+            spew("$file.err", $@) unless $ok;
+            POSIX::_exit($ok ? 0 : 1);    # not exit: END is the parent's
+        }
+        $PROCS{$pid} = "$name-client";
+        push @kids, [ $pid, $file ];
+    }
+    return { name => $name, kids => \@kids };
+}
+
+sub fan_out_wait {
+    my ($f) = @_;
+    # polling, not waitpid: a signal must get through at once
+    sleep 0.02 while grep { alive($_->[0]) } @{ $f->{kids} };
+    my @lines;
+    for my $kid (@{ $f->{kids} }) {
+        my ($pid, $file) = @$kid;
+        if (my $rc = delete $STATUS{$pid}) {
+            die "$f->{name}: " . (slurp("$file.err") || "status $rc\n");
+        }
+        for (split /\n/, slurp($file)) {
+            my ($i, $line) = split /\t/, $_, 2;
+            $lines[$i] = $line;
+        }
+    }
+    return @lines;
+}
+
+sub fan_out {
+    return fan_out_wait(fan_out_start(@_));
+}
+
+# one request from a client; dies unless the status is $want
+sub call {
+    my ($http, $method, $url, $auth, $body, $want) = @_;
+    my %h;
+    $h{Authorization} = $auth if $auth;
+    $h{'Content-Type'} = 'application/json' if defined $body;
+    my $r = client_request($http, $method, $url, \%h, $body);
+    !defined $want || $r->{status} == $want
+        or die "$method $url answered $r->{status}, not $want: "
+             . "$r->{content}\n";
+    return $r;
+}
+
+# The worker's credential cache is direct-mapped (4096 slots, auth.c):
+# two actors whose credentials share a slot evict each other, and every
+# request of theirs then derives the key again.  The slot, as auth.c
+# computes it, to leave such actors out; the kdf counters of
+# actingweb_status show whether that still holds.
+sub cache_slot {
+    my ($id) = @_;
+    my $in = sprintf '%d:%s%d:%s%d:%s', length $id, $id, length $CREATOR,
+        $CREATOR, length $PASSPHRASE, $PASSPHRASE;
+    return unpack('V', sha256($in)) % 4096;
+}
+
+# $n actors on $base in parallel; with $warm, one authenticated read
+# each, so that this worker has verified the creator's credentials and
+# the runs that follow measure trust, not key derivation (and actors
+# whose cache slot another one has are dropped: a few more are made)
+sub create_actors {
+    my ($base, $n, $warm) = @_;
+    my $make = $warm ? $n + int($n / 8) + 4 : $n;
+    my @ids = fan_out('create', $TRUST_CLIENTS, [ 1 .. $make ], sub {
+        my ($http) = @_;
+        my $r = call($http, 'POST', "$base/", undef,
+            encode_json({ creator => $CREATOR, passphrase => $PASSPHRASE }),
+            201);
+        my $id = (eval { decode_json($r->{content}) } // {})->{id} // '';
+        $id =~ /^[0-9a-f]{32}$/ or die "POST / gave no id: $r->{content}\n";
+        call($http, 'GET', "$base/$id/trust", $AUTH, undef, 200) if $warm;
+        return $id;
+    });
+    return @ids unless $warm;
+    my %n;
+    $n{ cache_slot($_) }++ for @ids;
+    @ids = grep { $n{ cache_slot($_) } == 1 } @ids;
+    @ids >= $n or die "too many actors share a credential cache slot\n";
+    return @ids[0 .. $n - 1];
+}
+
+# a counter of the worker's actingweb_status
+sub worker_counter {
+    my ($ngx, $name) = @_;
+    my $r = HTTP::Tiny->new(timeout => 5)
+        ->get("http://127.0.0.1:$ngx->{port}/_status");
+    my $j = $r->{status} == 200 ? eval { decode_json($r->{content}) } : undef;
+    return ref $j eq 'HASH' ? $j->{$name} : undef;
+}
+
+# the server blocks for trust: actors on / with their own public URL,
+# loopback peers allowed, the peer location; with $slow, a second server
+# whose public URL is a proxy in front of it
+sub trust_servers {
+    my ($slow) = @_;
+    my $peer = <<'EOF';
+        location = /_actingweb_peer {
+            internal;
+            proxy_pass $actingweb_peer_url;
+            proxy_pass_request_headers off;
+            proxy_set_header Authorization $actingweb_peer_authorization;
+            proxy_set_header Content-Type application/json;
+            subrequest_output_buffer_size 64k;
+        }
+EOF
+    my $server = sub {
+        my ($port, $public) = @_;
+        return <<"EOF";
+    server {
+        listen 127.0.0.1:$port;
+        location = /plain { return 200 "ok"; }
+        location = /_status { actingweb_status; }
+        location / {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$public;
+            actingweb_peer_allow 127.0.0.1;
+        }
+$peer    }
+EOF
+    };
+    return sub {
+        my ($port) = @_;
+        my $conf = $server->($port, $port);
+        $conf .= $server->($slow->{port}, $slow->{public}) if $slow;
+        return $conf;
+    };
+}
+
+# nearest-rank percentile of a sorted list
+sub pct {
+    my ($sorted, $p) = @_;
+    my $k = int(@$sorted * $p / 100 + 0.999999) - 1;
+    $k = 0 if $k < 0;
+    return $sorted->[$k];
+}
+
+sub handshakes {
+    my ($label, $ngx, $clients, $pairs, $redis) = @_;
+    my $base = "http://127.0.0.1:$ngx->{port}";
+    say_ sprintf '%s: %d handshakes, %d client(s)', $label, scalar @$pairs,
+        $clients;
+    my $kdf = worker_counter($ngx, 'auth_kdf_runs');
+    my $before = redis_commands_processed($redis);
+    my @lines = fan_out('handshake', $clients, $pairs, sub {
+        my ($http, $p) = @_;
+        my ($a, $b) = @$p;
+        my $t0 = time;
+        call($http, 'POST', "$base/$a/trust", $AUTH,
+            encode_json({ url => "$base/$b", relationship => 'friend' }),
+            201);
+        my $t1 = time;
+        call($http, 'PUT', "$base/$b/trust/friend/$a", $AUTH,
+            '{"approved":true}', 204);
+        return join ' ', $t0, $t1, time;
+    });
+    my $after = redis_commands_processed($redis);
+    my $kdf_after = worker_counter($ngx, 'auth_kdf_runs');
+
+    my ($start, $end, @full, @init) = (9e99, 0);
+    for (@lines) {
+        my ($t0, $t1, $t2) = split ' ';
+        $start = $t0 if $t0 < $start;
+        $end   = $t2 if $t2 > $end;
+        push @full, ($t2 - $t0) * 1000;
+        push @init, ($t1 - $t0) * 1000;
+    }
+    @full = sort { $a <=> $b } @full;
+    @init = sort { $a <=> $b } @init;
+    my %r = (label => $label, clients => $clients, n => scalar @lines,
+        rate => @lines / ($end - $start),
+        full50 => pct(\@full, 50), full99 => pct(\@full, 99),
+        init50 => pct(\@init, 50), init99 => pct(\@init, 99));
+    # -1: the INFO that took $before counts itself
+    $r{cmds} = ($after - $before - 1) / @lines
+        if defined $before && defined $after;
+    $r{kdf} = $kdf_after - $kdf if defined $kdf && defined $kdf_after;
+    say_ sprintf '  %.0f handshakes/s, full p50 %s ms p99 %s ms, initiate '
+        . 'p50 %s ms p99 %s ms', $r{rate}, map { fmt_ms($r{$_}) }
+        qw(full50 full99 init50 init99);
+    return \%r;
+}
+
+# both sides approved, on both sides: the handshakes really completed
+sub verify_trust {
+    my ($base, $pairs) = @_;
+    fan_out('verify', $TRUST_CLIENTS, $pairs, sub {
+        my ($http, $p) = @_;
+        for ([ @$p ], [ reverse @$p ]) {
+            my ($me, $peer) = @$_;
+            my $r = call($http, 'GET', "$base/$me/trust/friend/$peer", $AUTH,
+                undef, 200);
+            my $j = eval { decode_json($r->{content}) } // {};
+            $j->{approved} && $j->{peer_approved} && $j->{verified}
+                or die "$me/trust/friend/$peer is not approved on both "
+                     . "sides: $r->{content}\n";
+        }
+        return 'ok';
+    });
+}
+
+my @TRUST_HEAD = ('run', 'clients', 'handshakes', 'handshakes/s',
+    'full p50 ms', 'full p99 ms', 'initiate p50 ms', 'initiate p99 ms',
+    'vs serial', 'redis cmds/hs', 'key derivations');
+
+sub group_trust {
+    my ($module, $bin, $redis) = @_;
+    my $first = @NGINX;
+    my $ngx = start_nginx('nginx-trust', $module, $bin, $redis,
+        trust_servers());
+    push @NGINX, $ngx;
+    my $base = "http://127.0.0.1:$ngx->{port}";
+    say_ "nginx on 127.0.0.1:$ngx->{port}, trust";
+
+    # M actors on each side, and rounds of M pairs: in round r, A_i and
+    # B_(i+r mod M).  Every pair once, and the handshakes that run at the
+    # same time (neighbours in the list) have actors of their own.
+    my $m = $TRUST_ACTORS;
+    my $n = $TRUST_SERIAL + $TRUST_HS;
+    $n <= $m * $m or die "$n handshakes need more than $m actors a side\n";
+    my $t = time;
+    my @ids = create_actors($base, 2 * $m, 1);
+    say_ sprintf '%d actors in %.1f s', 2 * $m, time - $t;
+    my @pairs = map {
+        my ($r, $i) = (int($_ / $m), $_ % $m);
+        [ $ids[$i], $ids[$m + ($i + $r) % $m] ]
+    } 0 .. $n - 1;
+
+    my $serial = handshakes('serial', $ngx, 1,
+        [ @pairs[0 .. $TRUST_SERIAL - 1] ], $redis);
+    my $conc = handshakes('concurrent', $ngx, $TRUST_CLIENTS,
+        [ @pairs[$TRUST_SERIAL .. $#pairs] ], $redis);
+    verify_trust($base, \@pairs);
+    say_ "all $n trusts approved on both sides";
+
+    stop_group();
+
+    my @rows = map {
+        [ $_->{label}, $_->{clients}, $_->{n}, sprintf('%.0f', $_->{rate}),
+          (map { fmt_ms($_) } @$_{qw(full50 full99 init50 init99)}),
+          sprintf('%.2f', $_->{rate} / $serial->{rate}),
+          defined $_->{cmds} ? sprintf('%.0f', $_->{cmds}) : '-',
+          $_->{kdf} // '-' ]
+    } $serial, $conc;
+
+    my $note = "A handshake: POST /<A>/trust {\"url\": <B>, \"relationship\": "
+        . "\"friend\"} as A's creator (201: A read B's /meta, B verified A "
+        . "with a reverse GET), then PUT /<B>/trust/friend/<A> "
+        . "{\"approved\": true} as B's creator (204: B notified A). Both "
+        . "actors on one server of one nginx with one worker, every peer "
+        . "call a subrequest back into that worker. $m actors on each "
+        . "side, each pair once (in rounds, so that concurrent handshakes "
+        . "have different actors). \"full\" is initiate + approve as one "
+        . "client sees it, \"initiate\" the POST alone; handshakes/s is "
+        . "handshakes over the time from the first request to the last "
+        . "answer. The creators' credentials were verified once before the "
+        . "runs; key derivations: the worker's auth_kdf_runs during the "
+        . "run. Afterwards every trust was read back on both sides: "
+        . "approved, peer_approved and verified.\n";
+
+    return {
+        title    => 'Trust handshakes, one worker',
+        head     => \@TRUST_HEAD,
+        rows     => \@rows,
+        note     => $note,
+        failed   => [],
+        problems => [ group_problems($first) ],
+    };
+}
+
+my @SLOW_HEAD = ('scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms',
+    'p99 ms per round', 'p99 vs without');
+
+sub group_slowpeer {
+    my ($module, $bin, $redis) = @_;
+    my $first = @NGINX;
+
+    # the peer: a second server of the same nginx, whose public URL is a
+    # proxy adding half of BENCH_SLOW_MS in each direction
+    my $slow_port = free_port();
+    my $proxy = start_proxy($slow_port, $SLOW_MS / 2000);
+    my $ngx = start_nginx('nginx-slowpeer', $module, $bin, $redis,
+        trust_servers({ port => $slow_port, public => $proxy->{port} }));
+    push @NGINX, $ngx;
+    my $base = "http://127.0.0.1:$ngx->{port}";
+    my $peer = "http://127.0.0.1:$proxy->{port}";
+    say_ "nginx on 127.0.0.1:$ngx->{port}, the slow peer on "
+        . "127.0.0.1:$proxy->{port} (proxy to $slow_port)";
+
+    my $id = create_actor($ngx);
+    my @as = create_actors($base, $SLOW_PENDING, 1);
+    # each initiation waits on two peer answers (meta, trust): peers
+    # enough for a wrk run, in each round
+    my $per = int(($SECONDS + 5) * 1000 / (2 * $SLOW_MS)) + 4;
+    my @bs = create_actors("http://127.0.0.1:$slow_port",
+        $SLOW_ROUNDS * $SLOW_PENDING * $per, 0);
+    say_ sprintf 'actor %s, %d initiators, %d peers', $id, scalar @as,
+        scalar @bs;
+
+    my %sc = (key => 'prop-slow', method => 'GET',
+        path => "/$id/properties/name", headers => { Authorization => $AUTH },
+        expect_status => 200, expect_body => 'hello');
+    my $label = 'GET /<id>/properties/name (auth)';
+    check_once($ngx, \%sc);
+
+    # Rounds of (without, with): a p99 on this shared machine moves by a
+    # factor of several between runs of the same thing, so one pair
+    # would show noise; the median of the rounds shows the effect.
+    my (@without, @with, %status, @dur, @pending);
+    for my $round (1 .. $SLOW_ROUNDS) {
+        say_ "$label, round $round, no peer call pending: $SLOW_CONNS "
+            . "connections";
+        $sc{key} = "prop-slow-$round";
+        push @without, run_wrk($ngx, \%sc, $SLOW_CONNS);
+
+        # the initiators: one each, one initiation after the other, until
+        # told to stop
+        my $stop = "$TMP/slowpeer-$round.stop";
+        my @items = map {
+            my $k = (($round - 1) * $SLOW_PENDING + $_) * $per;
+            [ $as[$_], [ @bs[$k .. $k + $per - 1] ] ]
+        } 0 .. $#as;
+        my $f = fan_out_start("slowpeer-$round", $SLOW_PENDING, \@items,
+            sub {
+                my ($http, $item) = @_;
+                my ($a, $bs) = @$item;
+                my @done;
+                for my $b (@$bs) {
+                    last if -e $stop;
+                    my $t0 = time;
+                    my $r = call($http, 'POST', "$base/$a/trust", $AUTH,
+                        encode_json({ url => "$peer/$b",
+                                      relationship => 'friend' }));
+                    push @done, join ':', $r->{status}, $t0, time;
+                }
+                return join ' ', @done;
+            });
+        sleep 1;    # every initiator has its first request out
+        say_ "$label, round $round, $SLOW_PENDING initiations to a "
+            . "${SLOW_MS} ms peer pending: $SLOW_CONNS connections";
+        $sc{key} = "prop-slow-pending-$round";
+        my $w0 = time;
+        push @with, run_wrk($ngx, \%sc, $SLOW_CONNS);
+        my $w1 = time;
+        spew($stop, '');
+        my @lines = fan_out_wait($f);
+
+        # how many were in flight during the wrk run, on average, and
+        # how long one took
+        my $overlap = 0;
+        for my $done (map { split ' ' } grep { defined } @lines) {
+            my ($st, $t0, $t1) = split /:/, $done;
+            $status{$st}++;
+            push @dur, $t1 - $t0;
+            my $o = ($t1 < $w1 ? $t1 : $w1) - ($t0 > $w0 ? $t0 : $w0);
+            $overlap += $o if $o > 0;
+        }
+        push @pending, $overlap / ($w1 - $w0);
+        say_ sprintf '  p99 %s ms without, %s ms with %.1f pending',
+            fmt_ms($without[-1]{p99}), fmt_ms($with[-1]{p99}), $pending[-1];
+    }
+    @dur = sort { $a <=> $b } @dur;
+
+    stop_group();
+
+    my $median = sub {
+        my ($runs, $k) = @_;
+        my @v = sort { $a <=> $b } map { $_->{$k} } @$runs;
+        return $v[$#v / 2];
+    };
+    my $p99_without = $median->(\@without, 'p99');
+    my @rows = map {
+        my ($name, $runs) = @$_;
+        [ $name, $SLOW_CONNS, sprintf('%.0f', $median->($runs, 'rps')),
+          fmt_ms($median->($runs, 'p50')), fmt_ms($median->($runs, 'p99')),
+          join(' / ', map { fmt_ms($_->{p99}) } @$runs),
+          sprintf('%.2f', $median->($runs, 'p99') / $p99_without) ]
+    } [ "$label, no peer call pending", \@without ],
+      [ "$label, initiations to a ${SLOW_MS} ms peer pending", \@with ];
+
+    my $note = sprintf "The slow peer: actors on a second server of the "
+        . "same nginx whose public URL is a LatencyProxy adding %d ms in "
+        . "each direction, so each peer call takes at least %d ms and an "
+        . "initiation (meta, then trust) at least %d ms. In each of %d "
+        . "rounds, wrk ran without, then with %d clients each initiating "
+        . "one trust after the other toward it; initiations pending during "
+        . "the wrk runs, on average: %s. Initiations: %s; duration p50 "
+        . "%.2f s, max %.2f s. req/s, p50 and p99: the median of the "
+        . "rounds.\n",
+        $SLOW_MS / 2, $SLOW_MS, 2 * $SLOW_MS, $SLOW_ROUNDS, $SLOW_PENDING,
+        join(' / ', map { sprintf '%.1f', $_ } @pending),
+        join(', ', map { "$status{$_} x $_" } sort keys %status) || 'none',
+        @dur ? (pct(\@dur, 50), $dur[-1]) : (0, 0);
+
+    return {
+        title    => 'Property reads while peers are slow, one worker',
+        head     => \@SLOW_HEAD,
+        rows     => \@rows,
+        note     => $note,
+        failed   => [],
+        problems => [ group_problems($first) ],
+    };
+}
+
+# ---------------------------------------------------------------------------
+
+sub main {
+    @ARGV >= 2 or usage();
+    my ($module, $bin, @want) = @ARGV;
+    for my $g (@want) {
+        grep { $_ eq $g } @GROUPS or usage();
+    }
+    my %want = map { $_ => 1 } @want ? @want : @GROUPS;
+    -f $module or die "no module at $module (./build.sh build)\n";
+    -x $bin    or die "no nginx binary at $bin\n";
+    for my $tool (qw(wrk redis-server)) {
+        grep { -x "$_/$tool" } split /:/, $ENV{PATH}
+            or die "$tool is not installed (./build.sh deps)\n";
+    }
+    $module = abs_path($module);
+
+    $TMP = tempdir('actingweb-bench.XXXXXX', TMPDIR => 1);
+    # workers run as nobody when the master is root: they must get in
+    chmod 0755, $TMP;
+
+    my %ver = (
+        nginx => capture_line($bin, '-v'),
+        redis => capture_line('redis-server', '--version'),
+        wrk   => capture_line('wrk', '-v'),
+    );
+    $ver{nginx} =~ s/^nginx version: //;
+    $ver{redis} =~ s/^Redis server v=(\S+).*/redis $1/;
+    $ver{wrk}   =~ s/ Copyright.*//;
+
+    my $redis = start_redis();
+    say_ "redis-server on 127.0.0.1:$redis";
+
+    # http's setup failing aborts the run, as it always did; the others
+    # fail their own section only
+    my @sections;
+    push @sections, group_http($module, $bin, $redis) if $want{http};
+    for ([ trust => \&group_trust, 'Trust handshakes, one worker' ],
+         [ slowpeer => \&group_slowpeer,
+           'Property reads while peers are slow, one worker' ])
+    {
+        my ($g, $fn, $title) = @$_;
+        next unless $want{$g};
+        my $first = @NGINX;
+        my $sec = eval { $fn->($module, $bin, $redis) } || do {
+            die $@ if $INTERRUPTED;
+            (my $err = $@) =~ s/\s+$//;
+            say_ "$g FAILED: $err";
+            stop_group();
+            +{ title => $title, head => [], rows => [], note => '',
+               failed => [ [ $title, $err ] ],
+               problems => [ group_problems($first) ] };
+        };
+        push @sections, $sec;
+    }
+
+    cleanup();
 
     my $md = "# Benchmark: last run\n\n"
         . '- date: ' . strftime('%Y-%m-%d %H:%M:%S %z', localtime) . "\n"
         . "- versions: $ver{nginx}, $ver{redis}, $ver{wrk}\n"
         . '- machine: ' . machine() . "\n"
+        . '- load average before the run: ' . $LOADAVG . "\n"
         . "- command: `$COMMAND`\n"
-        . "- wrk: -t$THREADS, ${SECONDS}s per run, --latency\n\n"
-        . md_table(@rows) . "\n" . $note;
-    if (@problems) {
-        $md .= "\nnginx error log, warn and worse (count x line):\n\n"
-            . join('', map { sprintf "    %5d x %s\n", @$_ } @problems);
-    }
-    for my $r (grep { $_->{error} } @results) {
-        $md .= "\n$r->{label} FAILED:\n\n"
-            . join('', map { "    $_\n" } split /\n/, $r->{error});
+        . "- wrk: -t$THREADS, ${SECONDS}s per run, --latency\n";
+    my $failed = 0;
+    for my $s (@sections) {
+        print "\n== $s->{title}\n\n";
+        $md .= "\n## $s->{title}\n\n";
+        if (@{ $s->{rows} }) {
+            print text_table($s->{head}, @{ $s->{rows} }), "\n", $s->{note};
+            $md .= md_table($s->{head}, @{ $s->{rows} }) . "\n" . $s->{note};
+        }
+        if (my @p = @{ $s->{problems} }) {
+            print "\nnginx error log (warn and worse, count x line):\n";
+            printf "  %5d x %s\n", @$_ for @p;
+            $md .= "\nnginx error log, warn and worse (count x line):\n\n"
+                . join('', map { sprintf "    %5d x %s\n", @$_ } @p);
+        }
+        for my $f (@{ $s->{failed} }) {
+            $failed++;
+            print "\n$f->[0] FAILED:\n",
+                map { "    $_\n" } split /\n/, $f->[1];
+            $md .= "\n$f->[0] FAILED:\n\n"
+                . join('', map { "    $_\n" } split /\n/, $f->[1]);
+        }
     }
     my $out = dirname(abs_path(__FILE__)) . '/last-run.md';
     spew($out, $md);
