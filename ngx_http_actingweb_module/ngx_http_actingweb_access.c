@@ -52,6 +52,8 @@ static void ngx_http_actingweb_access_trusted(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_access_acl(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, const char **msg);
+static ngx_int_t ngx_http_actingweb_access_perm(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx);
 
 
 ngx_int_t
@@ -542,7 +544,9 @@ ngx_http_actingweb_access_acl(ngx_http_request_t *r,
     cJSON      *rel;
     ngx_str_t   name;
 
-    if (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_TRUST) {
+    if (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_TRUST
+        || ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_PERMISSIONS)
+    {
         return NGX_OK;
     }
 
@@ -551,6 +555,27 @@ ngx_http_actingweb_access_acl(ngx_http_request_t *r,
     {
         *msg = "trust not approved";
         return NGX_HTTP_FORBIDDEN;
+    }
+
+    /* this trust's own permissions first (deny, allow), then the ACL */
+
+    if (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_PROPERTIES) {
+        switch (ngx_http_actingweb_access_perm(r, ctx)) {
+
+        case NGX_OK:
+            return NGX_OK;
+
+        case NGX_DECLINED:
+            *msg = "not allowed by this trust's permissions";
+            return NGX_HTTP_FORBIDDEN;
+
+        case NGX_ERROR:
+            *msg = "internal error";
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        default: /* no rule */
+            break;
+        }
     }
 
     rel = cJSON_GetObjectItemCaseSensitive(ctx->peer, "relationship");
@@ -569,4 +594,53 @@ ngx_http_actingweb_access_acl(ngx_http_request_t *r,
     *msg = "not allowed for this relationship";
 
     return NGX_HTTP_FORBIDDEN;
+}
+
+
+/* the property path as "a/b/c" (NULL: the whole collection, written) */
+
+static ngx_int_t
+ngx_http_actingweb_access_perm(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx)
+{
+    u_char      *name, *p;
+    size_t       len;
+    ngx_uint_t   i;
+    const char  *op;
+
+    op = (ctx->method == NGX_HTTP_GET) ? "read" : "write";
+
+    if (ctx->nsegs == 0) {
+        if (ctx->method == NGX_HTTP_GET) {
+            /* readable names are filtered by the endpoint */
+            return NGX_AGAIN;
+        }
+
+        return ngx_http_actingweb_perm_check(r, ctx->peer, NULL, op);
+    }
+
+    len = 0;
+
+    for (i = 0; i < ctx->nsegs; i++) {
+        len += ctx->segs[i].len + 1;
+    }
+
+    name = ngx_pnalloc(r->pool, len);
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = name;
+
+    for (i = 0; i < ctx->nsegs; i++) {
+        if (i) {
+            *p++ = '/';
+        }
+
+        p = ngx_cpymem(p, ctx->segs[i].data, ctx->segs[i].len);
+    }
+
+    *p = '\0';
+
+    return ngx_http_actingweb_perm_check(r, ctx->peer, (char *) name, op);
 }

@@ -94,6 +94,11 @@ static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
       NGX_HTTP_ACTINGWEB_ACCESS_CREATOR, 0, NULL,
       ngx_http_actingweb_fanout },
 
+    /* NGX_HTTP_ACTINGWEB_EP_PERMISSIONS: a peer's own permissions */
+    { ngx_string("permissions"), NGX_HTTP_GET, "GET, HEAD",
+      NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0, NULL,
+      ngx_http_actingweb_permissions },
+
     /* NGX_HTTP_ACTINGWEB_EP_DEVTEST: configuration switches it on */
     { ngx_string("devtest"), NGX_HTTP_GET, "GET, HEAD",
       NGX_HTTP_ACTINGWEB_ACCESS_NONE, 0, NULL,

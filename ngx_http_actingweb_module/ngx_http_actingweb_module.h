@@ -23,7 +23,8 @@
 #define NGX_HTTP_ACTINGWEB_SEGMENTS_MAX   32
 
 /* option tags served in /meta/actingweb/supported: only what is built */
-#define NGX_HTTP_ACTINGWEB_SUPPORTED      "nestedproperties,trust"
+#define NGX_HTTP_ACTINGWEB_SUPPORTED                                      \
+    "nestedproperties,trust,trustpermissions"
 
 
 typedef struct ngx_http_actingweb_redis_s  ngx_http_actingweb_redis_t;
@@ -112,6 +113,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_EP_PEERINFO,
     NGX_HTTP_ACTINGWEB_EP_AWPROXY,
     NGX_HTTP_ACTINGWEB_EP_FANOUT,
+    NGX_HTTP_ACTINGWEB_EP_PERMISSIONS,
     NGX_HTTP_ACTINGWEB_EP_DEVTEST,
     NGX_HTTP_ACTINGWEB_EP_OTHER
 } ngx_http_actingweb_endpoint_e;
@@ -289,6 +291,13 @@ ngx_uint_t ngx_http_actingweb_acl_allows(ngx_http_request_t *r,
 ngx_int_t ngx_http_actingweb_peerinfo(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_awproxy(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_fanout(ngx_http_request_t *r);
+
+/* permissions.c */
+ngx_int_t ngx_http_actingweb_perm_trust(ngx_http_request_t *r,
+    ngx_str_t *rel, ngx_str_t *peerid);
+ngx_int_t ngx_http_actingweb_permissions(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_perm_check(ngx_http_request_t *r, cJSON *rec,
+    const char *name, const char *op);
 
 /* trust.c */
 ngx_int_t ngx_http_actingweb_trust(ngx_http_request_t *r);

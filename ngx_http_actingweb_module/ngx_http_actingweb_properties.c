@@ -26,7 +26,8 @@ static ngx_http_actingweb_redis_args_t *ngx_http_actingweb_prop_read_args(
 static ngx_int_t ngx_http_actingweb_prop_read(ngx_http_request_t *r);
 static void ngx_http_actingweb_prop_got(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
-static ngx_int_t ngx_http_actingweb_prop_pair(redisReply *all, size_t i,
+static ngx_int_t ngx_http_actingweb_prop_pair(ngx_http_request_t *r,
+    redisReply *all, size_t i,
     redisReply **k, redisReply **s);
 static ngx_int_t ngx_http_actingweb_prop_get_all(ngx_http_request_t *r,
     redisReply *all);
@@ -298,14 +299,27 @@ done:
 /* name and stored value at i of an HGETALL reply; 0: not usable */
 
 static ngx_int_t
-ngx_http_actingweb_prop_pair(redisReply *all, size_t i, redisReply **k,
-    redisReply **s)
+ngx_http_actingweb_prop_pair(ngx_http_request_t *r, redisReply *all,
+    size_t i, redisReply **k, redisReply **s)
 {
+    ngx_http_actingweb_ctx_t  *ctx;
+
     *k = all->element[i];
     *s = all->element[i + 1];
 
-    return (*k)->type == REDIS_REPLY_STRING
-           && (*s)->type == REDIS_REPLY_STRING && (*s)->len > 0;
+    if ((*k)->type != REDIS_REPLY_STRING
+        || (*s)->type != REDIS_REPLY_STRING || (*s)->len == 0)
+    {
+        return 0;
+    }
+
+    /* a peer sees only what its trust's permissions let it read */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    return ctx->peer == NULL
+           || ngx_http_actingweb_perm_check(r, ctx->peer, (*k)->str, "read")
+              != NGX_DECLINED;
 }
 
 
@@ -329,7 +343,7 @@ ngx_http_actingweb_prop_get_all(ngx_http_request_t *r, redisReply *all)
     len = sizeof("{}") - 1;
 
     for (i = 0; i + 1 < all->elements; i += 2) {
-        if (!ngx_http_actingweb_prop_pair(all, i, &k, &s)) {
+        if (!ngx_http_actingweb_prop_pair(r, all, i, &k, &s)) {
             continue;
         }
 
@@ -354,7 +368,7 @@ ngx_http_actingweb_prop_get_all(ngx_http_request_t *r, redisReply *all)
     first = 1;
 
     for (i = 0; i + 1 < all->elements; i += 2) {
-        if (!ngx_http_actingweb_prop_pair(all, i, &k, &s)) {
+        if (!ngx_http_actingweb_prop_pair(r, all, i, &k, &s)) {
             continue;
         }
 

@@ -152,7 +152,11 @@ ngx_http_actingweb_trust_plan(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    if (ctx->nsegs > 2) {
+    if (ctx->nsegs == 3 && ngx_strcmp(ctx->segs[2].data, "permissions") == 0)
+    {
+        plan->access = NGX_HTTP_ACTINGWEB_ACCESS_CREATOR;
+
+    } else if (ctx->nsegs > 2) {
         plan->load = NGX_HTTP_ACTINGWEB_LOAD_NONE;
 
     } else if (ctx->nsegs == 1 && ctx->method == NGX_HTTP_POST) {
@@ -173,6 +177,12 @@ ngx_http_actingweb_trust(ngx_http_request_t *r)
     ngx_http_actingweb_trust_t  *ts;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx->nsegs == 3 && ngx_strcmp(ctx->segs[2].data, "permissions") == 0)
+    {
+        return ngx_http_actingweb_perm_trust(r, &ctx->segs[0],
+                                             &ctx->segs[1]);
+    }
 
     if (ctx->nsegs > 2) {
         return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,

@@ -120,6 +120,8 @@ main::drain_silent();
 [(201) x 10]
 --- response_body_json eval
 [map { '{"...": 1, "approved": true, "peer_approved": true}' } 1..10]
+--- capture eval
+["s1 = json:secret", map { "" } 2..10]
 
 
 
@@ -289,3 +291,69 @@ POST /a/{{a}}/fanout?deadline=200
 --- more_headers
 --- error_code eval
 [401, 401]
+
+
+
+=== TEST 14: B1's creator sets permissions for A: 201, then 200; GET shows them
+--- request eval
+["POST /tob/b/{{b1}}/properties\n{\"open\": 1, \"hidden\": 2, \"other\": 3, \"notes1\": 4}",
+ "PUT /tob/b/{{b1}}/trust/friend/{{a}}/permissions\n{\"properties\": {\"patterns\": [\"op*\"], \"operations\": [\"read\"]}}",
+ "PUT /tob/b/{{b1}}/trust/friend/{{a}}/permissions\n{\"properties\": {\"patterns\": [\"open\", \"notes*\"], \"excluded_patterns\": [\"hidden\"], \"operations\": [\"read\"]}}",
+ "GET /tob/b/{{b1}}/trust/friend/{{a}}/permissions",
+ "PUT /tob/b/{{b1}}/trust/friend/{{a}}/permissions\n{\"properties\": {\"patterns\": \"open\"}}",
+ "GET /tob/b/{{b1}}/trust/friend/0123456789abcdef0123456789abcdef/permissions",
+ "GET /tob/b/{{b1}}/meta/actingweb/supported"]
+--- more_headers
+Authorization: {{basic:bob:pb}}
+--- error_code eval
+[201, 201, 200, 200, 400, 404, 200]
+--- response_body_json eval
+[undef, undef, undef,
+ '{"properties": {"patterns": ["open", "notes*"], "excluded_patterns": ["hidden"], "operations": ["read"]}}',
+ '{"error": "{{ANY}}"}', '{"error": {"code": 404, "message": "no such trust"}}', undef]
+--- response_body_like eval
+["", "^\$", "^\$", "", "", "", "^nestedproperties,trust,trustpermissions\$"]
+
+
+
+=== TEST 15: A's token on B1: denied exactly where the patterns say
+--- request eval
+["GET /tob/b/{{b1}}/properties/open", "GET /tob/b/{{b1}}/properties/hidden",
+ "PUT /tob/b/{{b1}}/properties/open\n5", "GET /tob/b/{{b1}}/properties/other",
+ "GET /tob/b/{{b1}}/properties/notes1", "GET /tob/b/{{b1}}/properties",
+ "DELETE /tob/b/{{b1}}/properties", "GET /tob/b/{{b1}}/permissions/{{a}}",
+ "GET /tob/b/{{b1}}/permissions/{{b2}}"]
+--- more_headers
+Authorization: Bearer {{s1}}
+--- error_code eval
+[200, 403, 403, 200, 200, 200, 403, 200, 403]
+--- response_body_json eval
+["1", '{"error": {"code": 403, "message": "not allowed by this trust\'s permissions"}}',
+ '{"error": {"code": 403, "message": "not allowed by this trust\'s permissions"}}',
+ "3", "4", '{"open": 1, "other": 3, "notes1": 4, "greeting": {"hi": "all"}}',
+ '{"error": {"code": 403, "message": "not allowed by this trust\'s permissions"}}',
+ '{"properties": {"patterns": ["open", "notes*"], "excluded_patterns": ["hidden"], "operations": ["read"]}}',
+ '{"error": "{{ANY}}"}']
+
+
+
+=== TEST 16: permissions removed: the relationship's default again
+--- request eval
+["DELETE /tob/b/{{b1}}/trust/friend/{{a}}/permissions",
+ "GET /tob/b/{{b1}}/trust/friend/{{a}}/permissions"]
+--- more_headers
+Authorization: {{basic:bob:pb}}
+--- error_code eval
+[204, 404]
+
+
+
+=== TEST 17: A's token reads "hidden" again; its own permissions are gone
+--- request eval
+["GET /tob/b/{{b1}}/properties/hidden", "GET /tob/b/{{b1}}/permissions/{{a}}"]
+--- more_headers
+Authorization: Bearer {{s1}}
+--- error_code eval
+[200, 404]
+--- response_body eval
+["2", '{"error":{"code":404,"message":"no permissions set"}}']
