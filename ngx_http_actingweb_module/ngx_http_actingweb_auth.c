@@ -1041,11 +1041,32 @@ char *
 ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
     ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf)
 {
+#if (NGX_THREADS)
+    ngx_event_conf_t  *ecf;
+#endif
+
     ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool, NULL);
 
 #if (NGX_THREADS)
 
     if (conf->thread_pool == NULL && conf->enable == 1) {
+
+        /*
+         * nginx's thread pools need an event method that can be notified
+         * (epoll, kqueue, eventport): with poll or select the default
+         * pool would stop every worker from starting, so hashing stays
+         * inline there
+         */
+
+        ecf = ngx_event_get_conf(cf->cycle->conf_ctx, ngx_event_core_module);
+
+        if (ecf && ecf->name
+            && (ngx_strcmp(ecf->name, "poll") == 0
+                || ngx_strcmp(ecf->name, "select") == 0))
+        {
+            return NGX_CONF_OK;
+        }
+
         conf->thread_pool = ngx_thread_pool_add(cf, NULL);
         if (conf->thread_pool == NULL) {
             return NGX_CONF_ERROR;

@@ -57,6 +57,7 @@ static char  *ngx_http_actingweb_peer_special[] = {
 #if (NGX_HAVE_INET6)
     "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
     "64:ff9b::/96", "2002::/16",                /* NAT64, 6to4: IPv4 */
+    "fec0::/10", "100::/64",
 #endif
     NULL
 };
@@ -174,13 +175,20 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
     pc->next = ctx->peer_calls;
     ctx->peer_calls = pc;
 
+    pc->timeout = timeout;
     ngx_add_timer(&pc->timer, timeout);
 
     if (!pc->finish) {
         r->read_event_handler = ngx_http_test_reading;
     }
 
-    if (ngx_resolve_name(rctx) != NGX_OK) {
+    /* a cached answer calls peer_resolved() before this returns */
+
+    pc->starting = 1;
+    rc = ngx_resolve_name(rctx);
+    pc->starting = 0;
+
+    if (rc != NGX_OK) {
         /* the context was freed */
         pc->resolving = NULL;
         ngx_http_actingweb_peer_fail(pc, NGX_HTTP_ACTINGWEB_PEER_RESOLVE,
@@ -466,7 +474,9 @@ ngx_http_actingweb_peer_resolved(ngx_resolver_ctx_t *rctx)
 
 done:
 
-    ngx_http_run_posted_requests(c);
+    if (!pc->starting) {
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 
@@ -477,19 +487,65 @@ ngx_http_actingweb_peer_start(ngx_http_request_t *r,
     u_char                         *p;
     ngx_buf_t                      *b;
     ngx_uint_t                      m;
+    ngx_list_t                      headers;
     ngx_chain_t                    *cl;
     ngx_http_request_t             *sr;
+    ngx_http_request_body_t        *rb;
     ngx_http_actingweb_ctx_t       *sctx;
     ngx_http_post_subrequest_t     *ps;
     ngx_http_actingweb_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
 
+    /* everything is allocated first: a started subrequest cannot fail */
+
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
     sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_ctx_t));
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
 
-    if (ps == NULL || sctx == NULL) {
+    if (ps == NULL || sctx == NULL || rb == NULL
+        || ngx_list_init(&headers, r->pool, 2, sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
         return NGX_ERROR;
+    }
+
+    if (pc->body.len) {
+        b = ngx_calloc_buf(r->pool);
+        cl = ngx_alloc_chain_link(r->pool);
+        if (b == NULL || cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->pos = pc->body.data;
+        b->last = pc->body.data + pc->body.len;
+        b->start = b->pos;
+        b->end = b->last;
+        b->memory = 1;
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+        cl->buf = b;
+        cl->next = NULL;
+
+        rb->bufs = cl;
+    }
+
+    /* what $actingweb_peer_url and $actingweb_peer_authorization give */
+
+    sctx->peer_call = pc;
+    sctx->peer_url = pc->url;
+
+    if (pc->secret.len) {
+        p = ngx_pnalloc(r->pool, sizeof("Bearer ") - 1 + pc->secret.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        sctx->peer_authorization.data = p;
+        p = ngx_cpymem(p, "Bearer ", sizeof("Bearer ") - 1);
+        p = ngx_cpymem(p, pc->secret.data, pc->secret.len);
+        sctx->peer_authorization.len = p - sctx->peer_authorization.data;
     }
 
     ps->handler = ngx_http_actingweb_peer_done;
@@ -527,62 +583,19 @@ ngx_http_actingweb_peer_start(ngx_http_request_t *r,
     /* nothing of the client's request goes to the peer */
 
     ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
-
-    if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    sr->headers_in.content_length_n = -1;
+    sr->headers_in.headers = headers;
+    sr->headers_in.headers.last = &sr->headers_in.headers.part;
     sr->headers_in.keep_alive_n = -1;
-
-    sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-    if (sr->request_body == NULL) {
-        return NGX_ERROR;
-    }
+    sr->request_body = rb;
 
     if (pc->body.len) {
-        b = ngx_calloc_buf(r->pool);
-        cl = ngx_alloc_chain_link(r->pool);
-        if (b == NULL || cl == NULL) {
-            return NGX_ERROR;
-        }
-
-        b->pos = pc->body.data;
-        b->last = pc->body.data + pc->body.len;
-        b->start = b->pos;
-        b->end = b->last;
-        b->memory = 1;
-        b->last_buf = 1;
-        b->last_in_chain = 1;
-
-        cl->buf = b;
-        cl->next = NULL;
-
-        sr->request_body->bufs = cl;
         sr->headers_in.content_length_n = pc->body.len;
 
     } else if (pc->method == NGX_HTTP_POST || pc->method == NGX_HTTP_PUT) {
         sr->headers_in.content_length_n = 0;
-    }
 
-    /* what $actingweb_peer_url and $actingweb_peer_authorization give */
-
-    sctx->peer_call = pc;
-    sctx->peer_url = pc->url;
-
-    if (pc->secret.len) {
-        p = ngx_pnalloc(r->pool, sizeof("Bearer ") - 1 + pc->secret.len);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        sctx->peer_authorization.data = p;
-        p = ngx_cpymem(p, "Bearer ", sizeof("Bearer ") - 1);
-        p = ngx_cpymem(p, pc->secret.data, pc->secret.len);
-        sctx->peer_authorization.len = p - sctx->peer_authorization.data;
+    } else {
+        sr->headers_in.content_length_n = -1;
     }
 
     ngx_http_set_ctx(sr, sctx, ngx_http_actingweb_module);
@@ -609,6 +622,7 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
 
     ngx_buf_t                      *b;
     ngx_http_request_t             *r;
+    ngx_http_core_loc_conf_t       *clcf;
     ngx_http_postponed_request_t  **pp;
     ngx_http_actingweb_loc_conf_t  *alcf;
 
@@ -680,7 +694,26 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
         return NGX_OK;
     }
 
-    if (rc == NGX_ERROR && pc->status && (b == NULL || b->last == b->end)) {
+    if (rc == NGX_HTTP_CLIENT_CLOSED_REQUEST && pc->finish) {
+        /*
+         * our client left while the proxy waited; the flow must still
+         * run to its end (take back what it stored), so the request is
+         * not torn down here: the answer will simply not be delivered
+         */
+        r->connection->error = 0;
+        pc->error = NGX_HTTP_ACTINGWEB_PEER_FAILED;
+        pc->message = "client closed the connection";
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(sr, ngx_http_core_module);
+
+    if (rc == NGX_ERROR && pc->status
+        && ((b && b->last == b->end)
+            || (b == NULL
+                && sr->headers_out.content_length_n
+                   > (off_t) clcf->subrequest_output_buffer_size)))
+    {
         /*
          * The in-memory filter refused the body ("too big subrequest
          * response"); nginx marks the client connection failed for any
@@ -846,6 +879,10 @@ ngx_http_actingweb_peer_timeout(ngx_event_t *ev)
         ngx_add_timer(&pc->timer, 100);
         return;
     }
+
+    /* no next address with fresh proxy timeouts: this call is over */
+
+    u->peer.tries = 1;
 
     uc = u->peer.connection;
     uev = u->request_sent ? uc->read : uc->write;

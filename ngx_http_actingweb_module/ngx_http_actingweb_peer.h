@@ -66,6 +66,7 @@ struct ngx_http_actingweb_peer_call_s {
     unsigned                         handled:1;   /* handler ran */
     unsigned                         timed_out:1;
     unsigned                         finished:1;  /* subrequest ended */
+    unsigned                         starting:1;  /* inside peer_call */
 };
 
 

@@ -169,16 +169,14 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
     /*
      * A trust and its secret index change together.  The record keeps the
      * hash of its secret ("_sh") so that a replaced or deleted trust takes
-     * its index entry along.
-     *
-     * A verified trust is only replaced by a verified request: anybody
-     * may ask, and must not overwrite a real peer's trust by claiming
-     * its id.
+     * its index entry along.  Anybody may ask for a trust, so a request
+     * from outside (ARGV[5]: its baseuri) replaces an existing trust only
+     * when it was verified and comes from the same baseuri.
      *
      * KEYS: actor, trust, trustsec; ARGV: peer id, record, secret hash,
-     * "1" if the new record is verified
+     * "1" if the new record is verified, baseuri or "" (our own request)
      * returns 0: no actor, -1: secret in use by another peer, -2: would
-     * replace a verified trust, 1: stored
+     * replace a trust it may not, 1: stored
      */
     { "trust_put",
       "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
@@ -186,7 +184,8 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "if owner and owner ~= ARGV[1] then return -1 end\n"
       "local old = redis.call('HGET', KEYS[2], ARGV[1])\n"
       "local rec = old and cjson.decode(old)\n"
-      "if rec and rec.verified == true and ARGV[4] ~= '1' then\n"
+      "if rec and ARGV[5] ~= ''\n"
+      "   and (ARGV[4] ~= '1' or rec.baseuri ~= ARGV[5]) then\n"
       "  return -2\n"
       "end\n"
       "local sh = rec and rec._sh\n"

@@ -224,6 +224,15 @@ ngx_http_actingweb_trust(ngx_http_request_t *r)
     }
 
     if (ctx->nsegs == 2) {
+        if (ts->peerid.len == ctx->actor_id.len
+            && ngx_strncmp(ts->peerid.data, ctx->actor_id.data,
+                           ts->peerid.len) == 0)
+        {
+            return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "an actor has no trust "
+                                                 "with itself");
+        }
+
         switch (ctx->method) {
         case NGX_HTTP_PUT:
             return ngx_http_actingweb_trust_update(r);
@@ -309,6 +318,23 @@ ngx_http_actingweb_trust_listed(ngx_http_request_t *r,
 
     if (ngx_http_arg(r, (u_char *) "type", 4, &type) != NGX_OK) {
         type.len = 0;
+    }
+
+    /* query values are percent-encoded ("urn%3A...") */
+
+    if ((rel.len && rel.data != ts->rel.data
+         && ngx_http_actingweb_unescape(r->pool, rel.data, rel.len, &rel, 1)
+            != NGX_OK)
+        || (peerid.len
+            && ngx_http_actingweb_unescape(r->pool, peerid.data, peerid.len,
+                                           &peerid, 1) != NGX_OK)
+        || (type.len
+            && ngx_http_actingweb_unescape(r->pool, type.data, type.len,
+                                           &type, 1) != NGX_OK))
+    {
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "malformed query");
+        goto done;
     }
 
     out = cJSON_CreateArray();
@@ -436,7 +462,7 @@ ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    argv[4], type;
+    ngx_str_t                    argv[5], type;
     ngx_http_actingweb_ctx_t    *ctx;
     ngx_http_actingweb_trust_t  *ts;
 
@@ -494,10 +520,11 @@ ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
     argv[1] = ts->record;
     argv[2] = ts->sechash;
     ngx_str_set(&argv[3], "1");
+    ngx_str_null(&argv[4]);
 
     rc = ngx_http_actingweb_trust_script(r,
                                          NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_PUT,
-                                         argv, 4,
+                                         argv, 5,
                                          ngx_http_actingweb_trust_stored);
     rc = ngx_http_actingweb_redis_started(r, rc);
 
@@ -541,9 +568,10 @@ ngx_http_actingweb_trust_stored(ngx_http_request_t *r,
 
     if (reply->integer == -2) {
         rc = ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
-                                           "a verified trust with this "
-                                           "peer exists; this request "
-                                           "could not be verified");
+                                           "a trust with this peer exists: "
+                                           "a new request must be verified "
+                                           "and come from the same "
+                                           "baseuri");
         goto done;
     }
 
@@ -769,6 +797,19 @@ ngx_http_actingweb_trust_receive(ngx_http_request_t *r)
                                              "an actor cannot trust itself");
     }
 
+    /* an actor's root is its factory's URL and its id */
+
+    if (ts->url.len <= ts->peerid.len
+        || ts->url.data[ts->url.len - ts->peerid.len - 1] != '/'
+        || ngx_strncmp(ts->url.data + ts->url.len - ts->peerid.len,
+                       ts->peerid.data, ts->peerid.len) != 0)
+    {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "baseuri must be the "
+                                             "requester's root, ending in "
+                                             "its id");
+    }
+
     rc = ngx_http_actingweb_self_url(r, &ctx->actor_id, &ts->self);
     if (rc != NGX_OK) {
         return rc == NGX_ERROR
@@ -810,7 +851,7 @@ ngx_http_actingweb_trust_verified(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    argv[4];
+    ngx_str_t                    argv[5];
     ngx_uint_t                   verified;
     ngx_http_actingweb_trust_t  *ts;
 
@@ -858,9 +899,11 @@ ngx_http_actingweb_trust_verified(ngx_http_request_t *r,
         ngx_str_set(&argv[3], "0");
     }
 
+    argv[4] = ts->url;
+
     rc = ngx_http_actingweb_trust_script(r,
                                          NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_PUT,
-                                         argv, 4,
+                                         argv, 5,
                                          ngx_http_actingweb_trust_stored);
     rc = ngx_http_actingweb_redis_started(r, rc);
 
@@ -1997,11 +2040,9 @@ ngx_http_actingweb_trust_auto(ngx_http_request_t *r, ngx_str_t *rel)
 
 /*
  * Before an actor is deleted, every peer is told (DELETE on its record of
- * us), at most NGX_HTTP_ACTINGWEB_REVOKE_MAX at a time; failures are
+ * us), at most actingweb_fanout_concurrency at a time; failures are
  * logged and do not stop the deletion.  Then done() runs.
  */
-
-#define NGX_HTTP_ACTINGWEB_REVOKE_MAX  16
 
 
 ngx_int_t
@@ -2088,11 +2129,14 @@ ngx_http_actingweb_revoke_next(ngx_http_request_t *r)
     ngx_http_actingweb_ctx_t        *ctx;
     ngx_http_actingweb_trust_t      *ts;
     ngx_http_actingweb_peer_call_t  *pc;
+    ngx_http_actingweb_loc_conf_t   *alcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ts = ctx->data;
 
-    while (ts->pending < NGX_HTTP_ACTINGWEB_REVOKE_MAX
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+
+    while (ts->pending < alcf->fanout_concurrency
            && ts->next < (ngx_uint_t) cJSON_GetArraySize(ts->all))
     {
         rec = cJSON_GetArrayItem(ts->all, (int) ts->next++);
@@ -2113,6 +2157,7 @@ ngx_http_actingweb_revoke_next(ngx_http_request_t *r)
 
         pc->method = NGX_HTTP_DELETE;
         pc->secret = secret;
+        pc->finish = 1;        /* the actor goes even if the client leaves */
         pc->handler = ngx_http_actingweb_revoke_one;
         pc->url.len = base.len + sizeof("/trust//") - 1 + rel.len
                       + ctx->actor_id.len;
