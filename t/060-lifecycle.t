@@ -44,7 +44,12 @@ sub log_text {
 sub reload_and_wait {
     my ($old_workers) = @_;
     my $pidfile = servroot() . '/logs/nginx.pid';
-    ActingWeb::Test::wait_for_server();    # slow under valgrind
+    # nginx listens before it writes the pid file (slowly under valgrind)
+    ActingWeb::Test::wait_for_server();
+    for (1 .. 100 * $Slow) {
+        last if -s $pidfile;
+        select undef, undef, undef, 0.05;
+    }
     open my $fh, '<', $pidfile or die "no pid file $pidfile: $!";
     chomp(my $master = <$fh>);
     my $before = () = log_text() =~ /worker process \d+ exited/g;
