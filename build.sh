@@ -16,7 +16,8 @@
 #   ACTINGWEB_REDIS=host:port        `run`: use this Redis, start none
 #   PORT=8080                        `run`: listen port
 #   TEST_NGINX_BINARY=/usr/sbin/nginx, TEST_NGINX_EVENT_TYPE=poll,
-#   TEST_NGINX_USE_VALGRIND=1        passed through to the tests
+#   TEST_NGINX_USE_VALGRIND=1        nginx under memcheck: an error or a
+#                                    definite leak fails the block
 
 set -euo pipefail
 
@@ -324,8 +325,12 @@ cmd_test() {
     export AW_NGINX_BINARY=$TEST_NGINX_BINARY
     TEST_NGINX_BINARY="$ROOT/t/lib/nginx-errlog.sh"
     if [ "${TEST_NGINX_USE_VALGRIND:-}" = 1 ]; then
-        # valgrind must follow the wrapper's exec into nginx
-        export TEST_NGINX_USE_VALGRIND=--trace-children=yes
+        # memcheck with the leak check (what "1" means to the runner), and
+        # following the wrapper's exec into nginx; the runner fails a block
+        # on anything valgrind logs: errors and definite leaks
+        export TEST_NGINX_USE_VALGRIND="--tool=memcheck --leak-check=full \
+--show-leak-kinds=definite --errors-for-leak-kinds=definite \
+--trace-children=yes"
     fi
 
     local inc=(-I"$ROOT/t/lib")

@@ -147,6 +147,14 @@ ngx_http_actingweb_redis_init(ngx_cycle_t *cycle,
 
     amcf->redis = rd;
 
+    /*
+     * The cached time is the master's, from before this worker started:
+     * a slow start (valgrind, a large configuration) would otherwise see
+     * the connect timer expire on the first pass through the event loop.
+     */
+
+    ngx_time_update();
+
     ngx_http_actingweb_redis_connect(rd);
 
     return NGX_OK;

@@ -9,10 +9,16 @@ use warnings;
 use lib 't/lib';
 use ActingWeb::Test;
 
-# the blocks race real timeouts (300 ms-1 s) against Redis and signals;
-# under valgrind nginx is too slow for that to mean anything
-if ($ENV{TEST_NGINX_USE_VALGRIND}) {
-    Test::More::plan(skip_all => 'timing-dependent: not under valgrind');
+# The blocks race real timeouts against Redis and signals: under valgrind
+# nginx is many times slower, so every timeout and delay is $Slow times
+# longer there.
+our $Slow = $ENV{TEST_NGINX_USE_VALGRIND} ? 10 : 1;
+
+# "300ms", "2s" or seconds, scaled by $Slow
+sub slow {
+    my ($t) = @_;
+    my ($n, $unit) = $t =~ /^([\d.]+)(ms|s)?$/ or die "bad time $t";
+    return $n * $Slow . ($unit // '');
 }
 
 use File::Temp ();
@@ -118,6 +124,17 @@ our $HungPid;
     }
 }
 
+# until the worker finished its connection set-up (its last command is
+# the PING; nginx under valgrind takes seconds to get there)
+sub worker_ready {
+    ActingWeb::Test::wait_for_server();
+    for (1 .. 100 * $Slow) {
+        return if qx{redis-cli -p $Port client list} =~ /\bcmd=ping\b/;
+        select undef, undef, undef, 0.05;
+    }
+    die "the worker did not connect to Redis\n";
+}
+
 # true once Redis stops answering (inside DEBUG SLEEP)
 sub redis_busy {
     my ($port) = @_;
@@ -143,17 +160,21 @@ add_block_preprocessor(sub {
     my $timeout = $block->redis_timeout // '300ms';
     chomp $redis;
     chomp $timeout;
+    $timeout = slow($timeout);
+    $block->set_value(timeout => slow($block->timeout // 3));
+    $block->set_value(wait => slow($block->wait)) if defined $block->wait;
     $block->set_value(http_config => <<"CONF");
     actingweb_redis $redis;
     actingweb_redis_timeout $timeout;
     $extra
 CONF
-    $block->set_value(config => <<'CONF');
+    my $delay = slow('1200ms');
+    $block->set_value(config => <<"CONF");
     location /aw/ { actingweb; }
     location = /plain { return 200 "ok\n"; }
     location = /delay {
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BLACKHOLE_PORT;
-        proxy_read_timeout 1200ms;
+        proxy_pass http://127.0.0.1:\$TEST_NGINX_BLACKHOLE_PORT;
+        proxy_read_timeout $delay;
     }
 CONF
 });
@@ -208,7 +229,7 @@ POST /aw/
 --- error_code: 503
 --- response_body_like: ^\{"error":\{"code":503,"message":"storage (did not answer in time|unavailable), try again"\}\}$
 --- error_log eval
-qr/actingweb: redis .*(did not answer in 300 ms|connect timed out)/
+qr/actingweb: redis .*(did not answer in \d+ ms|connect timed out)/
 --- no_error_log
 [alert]
 [crit]
@@ -226,7 +247,7 @@ main::later(0, sub {
     qx{curl -s -o /dev/null -X POST http://127.0.0.1:$port/aw/};
 });
 my $sent = '';
-for (1 .. 100) {
+for (1 .. 100 * $main::Slow) {
     $sent = do { local (@ARGV, $/) = $main::HungLog; <> } // ''
         if -e $main::HungLog;
     last if $sent =~ /EVALSHA/;
@@ -239,7 +260,7 @@ GET /plain
 ok
 --- wait: 2
 --- error_log eval
-qr/actingweb: redis .*(did not answer in 2000 ms|connect timed out)/
+qr/actingweb: redis .*(did not answer in \d+ ms|connect timed out)/
 --- no_error_log
 [alert]
 [crit]
@@ -249,7 +270,7 @@ qr/actingweb: redis .*(did not answer in 2000 ms|connect timed out)/
 === TEST 6: Redis goes away and comes back: 503, then served again, no reload
 --- init
 main::redis_cli('shutdown', 'nosave');
-main::later(0.6, \&main::redis_start);
+main::later(main::slow(0.6), \&main::redis_start);
 --- request eval
 ["POST /aw/", "GET /delay", "POST /aw/"]
 --- error_code eval
@@ -265,7 +286,8 @@ main::later(0.6, \&main::redis_start);
 
 === TEST 7: slow Redis (DEBUG SLEEP): 503 in time, the connection is reset and works again
 --- init
-main::later(0, sub { main::redis_cli('debug', 'sleep', '0.8') });
+main::worker_ready();
+main::later(0, sub { main::redis_cli('debug', 'sleep', main::slow(0.8)) });
 for (1 .. 50) { last if main::redis_busy(); select undef, undef, undef, 0.02 }
 --- request eval
 ["POST /aw/", "GET /delay", "POST /aw/"]
@@ -282,7 +304,7 @@ for (1 .. 50) { last if main::redis_busy(); select undef, undef, undef, 0.02 }
 
 === TEST 8: script cache flushed: NOSCRIPT falls back to EVAL
 --- init
-main::later(0.3, sub { main::redis_cli('script', 'flush') });
+main::later(main::slow(0.3), sub { main::redis_cli('script', 'flush') });
 --- request eval
 ["POST /aw/", "GET /delay", "POST /aw/"]
 --- error_code eval
@@ -295,6 +317,7 @@ main::later(0.3, sub { main::redis_cli('script', 'flush') });
 
 === TEST 9: the NOSCRIPT fallback is logged (debug) on the request that hit it
 --- init
+main::worker_ready();
 main::redis_cli('script', 'flush');
 --- request
 POST /aw/
@@ -375,14 +398,15 @@ qr/^\[error\] \d+#\d+: actingweb: redis "127\.0\.0\.1:\d+" AUTH failed: WRONGPAS
 # queued behind SELECT and run in db 0 when SELECT failed.
 system('redis-cli', '-p', $main::SmallPort, 'flushall');
 ActingWeb::Test::wait_for_server();
+my $sleep = $main::Slow > 1 ? 6 : 3;
 main::later(0, sub {
-    system('redis-cli', '-p', $main::SmallPort, 'debug', 'sleep', '3');
+    system('redis-cli', '-p', $main::SmallPort, 'debug', 'sleep', $sleep);
 });
 for (1 .. 100) {
     last if main::redis_busy($main::SmallPort);
     select undef, undef, undef, 0.02;
 }
-select undef, undef, undef, 1.5;
+select undef, undef, undef, $sleep / 2;
 --- request
 POST /aw/
 --- error_code: 503

@@ -412,7 +412,8 @@ sub nginx_running {
 sub _valgrind_cmd {
     my ($cmd) = @_;
     my $opts = $UseValgrind =~ /^\d+$/
-        ? '--tool=memcheck --leak-check=full --show-possibly-lost=no'
+        ? '--tool=memcheck --leak-check=full --show-leak-kinds=definite'
+          . ' --errors-for-leak-kinds=definite'
         : $UseValgrind;
     # valgrind.suppress is looked up in the current directory (the project
     # root, as for the real runner) and next to the t/ directory.
