@@ -1042,7 +1042,8 @@ ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
     ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf)
 {
 #if (NGX_THREADS)
-    ngx_event_conf_t  *ecf;
+    void              ***events;
+    ngx_event_conf_t    *ecf;
 #endif
 
     ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool, NULL);
@@ -1058,7 +1059,12 @@ ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
          * inline there
          */
 
-        ecf = ngx_event_get_conf(cf->cycle->conf_ctx, ngx_event_core_module);
+        ecf = NULL;
+        events = (void ***) ngx_get_conf(cf->cycle->conf_ctx,
+                                         ngx_events_module);
+        if (events && *events) {
+            ecf = (*events)[ngx_event_core_module.ctx_index];
+        }
 
         if (ecf && ecf->name
             && (ngx_strcmp(ecf->name, "poll") == 0

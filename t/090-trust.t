@@ -80,6 +80,10 @@ CONF
     location /fail/ {
         return 500 '{"error":"boom"}';
     }
+    location /evil/ {
+        default_type application/json;
+        return 200 '{"verification_token":"T"}';
+    }
     location /big/ {
         root html;
     }
@@ -377,7 +381,7 @@ too big subrequest response
 === TEST 19: denied target, creator's and anonymous requests alike
 --- request eval
 ["POST /d/{{d}}/trust\n{\"url\": \"http://127.0.0.1:{{env:TEST_NGINX_SILENT_PORT}}/b/x\"}",
- "POST /d/{{d}}/trust/friend\n{\"baseuri\": \"http://127.0.0.1:{{env:TEST_NGINX_SILENT_PORT}}/b/x\", \"id\": \"x1\", \"type\": \"t\", \"secret\": \"s3cr3t\", \"verify\": \"v\"}",
+ "POST /d/{{d}}/trust/friend\n{\"baseuri\": \"http://127.0.0.1:{{env:TEST_NGINX_SILENT_PORT}}/b/x1\", \"id\": \"x1\", \"type\": \"t\", \"secret\": \"s3cr3t\", \"verify\": \"v\"}",
  "GET /d/{{d}}/trust"]
 --- more_headers eval
 ["Authorization: {{basic:dave:pd}}", "", "Authorization: {{basic:dave:pd}}"]
@@ -509,8 +513,24 @@ peer location "/nowhere" does not proxy
 --- error_code eval
 [403, 200, 403]
 --- response_body_json eval
-['{"error": {"code": 403, "message": "a verified trust with this peer exists; this request could not be verified"}}',
+['{"error": {"code": 403, "message": "a trust with this peer exists: a new request must be verified and come from the same baseuri"}}',
  '{"...": 1, "secret": "{{secret2}}"}', undef]
+
+
+
+=== TEST 27b: verified from another baseuri: refused; A itself asking again replaces both sides
+--- request eval
+["POST /tob/b/{{b}}/trust/friend\n{\"baseuri\": \"http://127.0.0.1:{{env:TEST_NGINX_SERVER_PORT}}/evil/{{a}}\", \"id\": \"{{a}}\", \"type\": \"t\", \"secret\": \"evilsecret\", \"verify\": \"T\"}",
+ "POST /a/{{a}}/trust\n{\"url\": \"http://127.0.0.1:{{env:TEST_NGINX_B_PORT}}/b/{{b}}\", \"relationship\": \"friend\"}",
+ "GET /tob/b/{{b}}/trust/friend/{{a}}"]
+--- more_headers eval
+["", "Authorization: {{basic:alice:pa}}", "Authorization: {{basic:bob:pb}}"]
+--- error_code eval
+[403, 201, 202]
+--- response_body_json eval
+['{"error": {"code": 403, "message": "a trust with this peer exists: a new request must be verified and come from the same baseuri"}}',
+ '{"...": 1, "peerid": "{{b}}"}',
+ '{"...": 1, "baseuri": "http://127.0.0.1:{{env:TEST_NGINX_SERVER_PORT}}/a/{{a}}", "verified": true, "approved": false}']
 
 
 

@@ -220,7 +220,7 @@ X-ActingWeb-Deadline: 2000
 --- timeout: 4
 --- error_code: 200
 --- response_body_json eval
-'{"count": 10, "succeeded": 10, "results": {' . join(", ", map { "\"{{b$_}}\": {\"status\": 200, \"body\": {\"slow\": true}}" } 1..10) . '}}'
+'{"count": 10, "succeeded": 10, "results": {' . CORE::join(", ", map { "\"{{b$_}}\": {\"status\": 200, \"body\": {\"slow\": true}}" } 1..10) . '}}'
 --- no_error_log
 [alert]
 [crit]
@@ -235,7 +235,7 @@ POST /a/{{a}}/fanout?deadline=200
 {"method": "GET", "path": "slow"}
 --- error_code: 200
 --- response_body_json eval
-'{"count": 10, "succeeded": 0, "results": {' . join(", ", map { "\"{{b$_}}\": {\"error\": {\"code\": 504, \"message\": \"peer did not answer in time\"}}" } 1..10) . '}}'
+'{"count": 10, "succeeded": 0, "results": {' . CORE::join(", ", map { "\"{{b$_}}\": {\"error\": {\"code\": 504, \"message\": \"peer did not answer in time\"}}" } 1..10) . '}}'
 --- no_error_log
 [alert]
 [crit]
