@@ -470,3 +470,23 @@ ngx_http_actingweb_json_add_str(ngx_http_request_t *r, cJSON *obj,
     return cJSON_AddStringToObject(obj, name, (char *) p) ? NGX_OK
                                                           : NGX_ERROR;
 }
+
+
+/* a string member as an ngx_str_t into the tree: NGX_OK, or NGX_DECLINED */
+
+ngx_int_t
+ngx_http_actingweb_json_str(cJSON *obj, const char *name, ngx_str_t *out)
+{
+    cJSON  *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+    if (!cJSON_IsString(item)) {
+        return NGX_DECLINED;
+    }
+
+    out->data = (u_char *) item->valuestring;
+    out->len = ngx_strlen(out->data);
+
+    return NGX_OK;
+}

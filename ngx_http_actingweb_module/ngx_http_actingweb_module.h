@@ -230,6 +230,8 @@ cJSON *ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data,
 ngx_int_t ngx_http_actingweb_json_print(ngx_http_request_t *r, cJSON *json,
     ngx_str_t *out);
 ngx_int_t ngx_http_actingweb_json_guard(ngx_http_request_t *r, cJSON *json);
+ngx_int_t ngx_http_actingweb_json_str(cJSON *obj, const char *name,
+    ngx_str_t *out);
 ngx_int_t ngx_http_actingweb_json_add_str(ngx_http_request_t *r, cJSON *obj,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_actingweb_set_location(ngx_http_request_t *r,

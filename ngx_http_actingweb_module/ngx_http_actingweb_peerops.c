@@ -66,8 +66,6 @@ static void ngx_http_actingweb_fanout_one(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc);
 static cJSON *ngx_http_actingweb_peerop_result(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc);
-static ngx_int_t ngx_http_actingweb_peerop_str(cJSON *obj, const char *name,
-    ngx_str_t *out);
 
 
 #define ngx_http_actingweb_peerop_state(r)                                    \
@@ -140,7 +138,7 @@ ngx_http_actingweb_peerinfo_got(ngx_http_request_t *r,
         goto done;
     }
 
-    (void) ngx_http_actingweb_peerop_str(po->trust, "baseuri", &base);
+    (void) ngx_http_actingweb_json_str(po->trust, "baseuri", &base);
 
     rc = ngx_http_actingweb_peerop_call(r, NGX_HTTP_GET, &base, &meta, NULL,
                                         NULL, NULL, NULL);
@@ -217,8 +215,8 @@ ngx_http_actingweb_awproxy_got(ngx_http_request_t *r,
         goto done;
     }
 
-    (void) ngx_http_actingweb_peerop_str(po->trust, "baseuri", &base);
-    (void) ngx_http_actingweb_peerop_str(po->trust, "secret", &secret);
+    (void) ngx_http_actingweb_json_str(po->trust, "baseuri", &base);
+    (void) ngx_http_actingweb_json_str(po->trust, "secret", &secret);
 
     rc = ngx_http_actingweb_peerop_call(r, ctx->method, &base, &po->path,
                                         &r->args, &secret, &ctx->body, NULL);
@@ -281,8 +279,8 @@ ngx_http_actingweb_peerop_trust(ngx_http_request_t *r,
     }
 
     if (po->trust == NULL
-        || ngx_http_actingweb_peerop_str(po->trust, "baseuri", &v) != NGX_OK
-        || ngx_http_actingweb_peerop_str(po->trust, "secret", &v) != NGX_OK)
+        || ngx_http_actingweb_json_str(po->trust, "baseuri", &v) != NGX_OK
+        || ngx_http_actingweb_json_str(po->trust, "secret", &v) != NGX_OK)
     {
         *rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
                                             "no trust with this peer");
@@ -492,7 +490,7 @@ ngx_http_actingweb_fanout(ngx_http_request_t *r)
 
     po->method = NGX_HTTP_GET;
 
-    if (ngx_http_actingweb_peerop_str(in, "method", &m) == NGX_OK) {
+    if (ngx_http_actingweb_json_str(in, "method", &m) == NGX_OK) {
         if (m.len == 3 && ngx_strncmp(m.data, "GET", 3) == 0) {
             po->method = NGX_HTTP_GET;
 
@@ -516,7 +514,7 @@ ngx_http_actingweb_fanout(ngx_http_request_t *r)
                                              "method must be a string");
     }
 
-    if (ngx_http_actingweb_peerop_str(in, "path", &po->path) != NGX_OK
+    if (ngx_http_actingweb_json_str(in, "path", &po->path) != NGX_OK
         || ngx_http_actingweb_peerop_relative(&po->path) != NGX_OK)
     {
         return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -527,7 +525,7 @@ ngx_http_actingweb_fanout(ngx_http_request_t *r)
 
     item = cJSON_GetObjectItemCaseSensitive(in, "relationship");
 
-    if (item && ngx_http_actingweb_peerop_str(in, "relationship", &po->rel)
+    if (item && ngx_http_actingweb_json_str(in, "relationship", &po->rel)
                 != NGX_OK)
     {
         return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -665,10 +663,10 @@ ngx_http_actingweb_fanout_next(ngx_http_request_t *r)
     while (po->pending < alcf->fanout_concurrency && po->next < n) {
         rec = cJSON_GetArrayItem(po->peers, (int) po->next++);
 
-        if (ngx_http_actingweb_peerop_str(rec, "baseuri", &base) != NGX_OK
-            || ngx_http_actingweb_peerop_str(rec, "secret", &secret)
+        if (ngx_http_actingweb_json_str(rec, "baseuri", &base) != NGX_OK
+            || ngx_http_actingweb_json_str(rec, "secret", &secret)
                != NGX_OK
-            || ngx_http_actingweb_peerop_str(rec, "peerid", &peerid)
+            || ngx_http_actingweb_json_str(rec, "peerid", &peerid)
                != NGX_OK)
         {
             continue;
@@ -727,7 +725,7 @@ ngx_http_actingweb_fanout_one(ngx_http_request_t *r,
     res = ngx_http_actingweb_peerop_result(r, pc);
 
     if (res
-        && ngx_http_actingweb_peerop_str(pc->data, "peerid", &peerid)
+        && ngx_http_actingweb_json_str(pc->data, "peerid", &peerid)
            == NGX_OK)
     {
         cJSON_AddItemToObject(po->results, (char *) peerid.data, res);
@@ -827,20 +825,3 @@ ngx_http_actingweb_peerop_relative(ngx_str_t *path)
     return NGX_OK;
 }
 
-
-static ngx_int_t
-ngx_http_actingweb_peerop_str(cJSON *obj, const char *name, ngx_str_t *out)
-{
-    cJSON  *item;
-
-    item = cJSON_GetObjectItemCaseSensitive(obj, name);
-
-    if (!cJSON_IsString(item)) {
-        return NGX_DECLINED;
-    }
-
-    out->data = (u_char *) item->valuestring;
-    out->len = ngx_strlen(out->data);
-
-    return NGX_OK;
-}

@@ -117,13 +117,14 @@ static ngx_int_t ngx_http_actingweb_trust_str(ngx_http_request_t *r,
     cJSON *in, const char *name, ngx_str_t *out, size_t max,
     ngx_uint_t required);
 static ngx_int_t ngx_http_actingweb_trust_token(ngx_str_t *s, size_t max);
+static ngx_int_t ngx_http_actingweb_trust_owner(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx, ngx_http_actingweb_trust_t *ts,
+    ngx_int_t *rc);
 static ngx_int_t ngx_http_actingweb_trust_url(ngx_str_t *url);
 static ngx_int_t ngx_http_actingweb_trust_random(ngx_http_request_t *r,
     ngx_str_t *out);
 static ngx_int_t ngx_http_actingweb_trust_parse(ngx_http_request_t *r,
     redisReply *reply, cJSON **rec);
-static ngx_int_t ngx_http_actingweb_trust_field(cJSON *rec,
-    const char *name, ngx_str_t *out);
 static ngx_uint_t ngx_http_actingweb_trust_flag(cJSON *rec,
     const char *name);
 static ngx_uint_t ngx_http_actingweb_trust_is(cJSON *rec, const char *name,
@@ -471,9 +472,9 @@ ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
 
     if (pc->error != NGX_HTTP_ACTINGWEB_PEER_OK || pc->status != NGX_HTTP_OK
         || !cJSON_IsObject(pc->json)
-        || ngx_http_actingweb_trust_field(pc->json, "id", &ts->peerid)
+        || ngx_http_actingweb_json_str(pc->json, "id", &ts->peerid)
            != NGX_OK
-        || ngx_http_actingweb_trust_field(pc->json, "type", &type) != NGX_OK
+        || ngx_http_actingweb_json_str(pc->json, "type", &type) != NGX_OK
         || type.len == 0
         || ngx_http_actingweb_trust_token(&ts->peerid,
                                           NGX_HTTP_ACTINGWEB_PEERID_MAX)
@@ -936,17 +937,8 @@ ngx_http_actingweb_trust_one(ngx_http_request_t *r)
     ts = ctx->data;
 
     if (ctx->peer) {
-        if (!ngx_http_actingweb_trust_is(ctx->peer, "peerid", &ts->peerid)) {
-            return ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
-                                                 "this token is not for "
-                                                 "this peer");
-        }
-
-        if (!ngx_http_actingweb_trust_is(ctx->peer, "relationship",
-                                         &ts->rel))
-        {
-            return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                                 "no such relationship");
+        if (ngx_http_actingweb_trust_owner(r, ctx, ts, &rc) != NGX_OK) {
+            return rc;
         }
 
         if (ctx->method == NGX_HTTP_GET) {
@@ -1064,9 +1056,9 @@ ngx_http_actingweb_trust_got(ngx_http_request_t *r,
         goto done;
     }
 
-    if (ngx_http_actingweb_trust_field(ts->rec, "baseuri", &ts->url)
+    if (ngx_http_actingweb_json_str(ts->rec, "baseuri", &ts->url)
         != NGX_OK
-        || ngx_http_actingweb_trust_field(ts->rec, "secret", &secret)
+        || ngx_http_actingweb_json_str(ts->rec, "secret", &secret)
            != NGX_OK)
     {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1235,9 +1227,9 @@ ngx_http_actingweb_trust_updated(ngx_http_request_t *r,
     /* approved just now: tell the peer */
 
     if ((ts->url.len == 0
-         && ngx_http_actingweb_trust_field(old, "baseuri", &ts->url)
+         && ngx_http_actingweb_json_str(old, "baseuri", &ts->url)
             != NGX_OK)
-        || ngx_http_actingweb_trust_field(old, "secret", &ts->secret)
+        || ngx_http_actingweb_json_str(old, "secret", &ts->secret)
            != NGX_OK)
     {
         rc = ngx_http_actingweb_send_no_content(r);
@@ -1350,17 +1342,8 @@ ngx_http_actingweb_trust_remove(ngx_http_request_t *r)
     ts = ctx->data;
 
     if (ctx->peer) {
-        if (!ngx_http_actingweb_trust_is(ctx->peer, "peerid", &ts->peerid)) {
-            return ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
-                                                 "this token is not for "
-                                                 "this peer");
-        }
-
-        if (!ngx_http_actingweb_trust_is(ctx->peer, "relationship",
-                                         &ts->rel))
-        {
-            return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                                 "no such relationship");
+        if (ngx_http_actingweb_trust_owner(r, ctx, ts, &rc) != NGX_OK) {
+            return rc;
         }
 
     } else if (ts->rec == NULL) {
@@ -1864,6 +1847,33 @@ ngx_http_actingweb_trust_str(ngx_http_request_t *r, cJSON *in,
 }
 
 
+/*
+ * A peer's token works only on its own /trust/<rel>/<peer>: NGX_OK, or
+ * NGX_DECLINED with the refusal sent (*rc)
+ */
+
+static ngx_int_t
+ngx_http_actingweb_trust_owner(ngx_http_request_t *r,
+    ngx_http_actingweb_ctx_t *ctx, ngx_http_actingweb_trust_t *ts,
+    ngx_int_t *rc)
+{
+    if (!ngx_http_actingweb_trust_is(ctx->peer, "peerid", &ts->peerid)) {
+        *rc = ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
+                                            "this token is not for this "
+                                            "peer");
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_http_actingweb_trust_is(ctx->peer, "relationship", &ts->rel)) {
+        *rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "no such relationship");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
 /* relationship names, peer ids and secrets: [A-Za-z0-9._-]{1,max} */
 
 static ngx_int_t
@@ -1975,23 +1985,6 @@ ngx_http_actingweb_trust_parse(ngx_http_request_t *r, redisReply *reply,
 }
 
 
-static ngx_int_t
-ngx_http_actingweb_trust_field(cJSON *rec, const char *name, ngx_str_t *out)
-{
-    cJSON  *item;
-
-    item = cJSON_GetObjectItemCaseSensitive(rec, name);
-
-    if (!cJSON_IsString(item)) {
-        return NGX_DECLINED;
-    }
-
-    out->data = (u_char *) item->valuestring;
-    out->len = ngx_strlen(out->data);
-
-    return NGX_OK;
-}
-
 
 static ngx_uint_t
 ngx_http_actingweb_trust_flag(cJSON *rec, const char *name)
@@ -2005,7 +1998,7 @@ ngx_http_actingweb_trust_is(cJSON *rec, const char *name, ngx_str_t *value)
 {
     ngx_str_t  s;
 
-    return ngx_http_actingweb_trust_field(rec, name, &s) == NGX_OK
+    return ngx_http_actingweb_json_str(rec, name, &s) == NGX_OK
            && s.len == value->len
            && ngx_strncmp(s.data, value->data, s.len) == 0;
 }
@@ -2141,10 +2134,10 @@ ngx_http_actingweb_revoke_next(ngx_http_request_t *r)
     {
         rec = cJSON_GetArrayItem(ts->all, (int) ts->next++);
 
-        if (ngx_http_actingweb_trust_field(rec, "baseuri", &base) != NGX_OK
-            || ngx_http_actingweb_trust_field(rec, "relationship", &rel)
+        if (ngx_http_actingweb_json_str(rec, "baseuri", &base) != NGX_OK
+            || ngx_http_actingweb_json_str(rec, "relationship", &rel)
                != NGX_OK
-            || ngx_http_actingweb_trust_field(rec, "secret", &secret)
+            || ngx_http_actingweb_json_str(rec, "secret", &secret)
                != NGX_OK)
         {
             continue;
