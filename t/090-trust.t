@@ -61,6 +61,12 @@ CONF
         actingweb_peer_allow 127.0.0.1;
         actingweb_auto_approve partner;
     }
+    location /n/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/n;
+        resolver 127.0.0.1:\$TEST_NGINX_DEAD_PORT;
+        resolver_timeout 1s;
+    }
     location /d/ {
         actingweb;
         actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/d;
@@ -230,15 +236,17 @@ Authorization: {{basic:alice:pa}}
 
 
 
-=== TEST 9: A deletes: B is told first, both sides are gone
+=== TEST 9: A deletes: B is told first, both sides are gone, the token is dead
 --- request eval
 ["DELETE /a/{{a}}/trust/friend/{{b}}", "GET /a/{{a}}/trust/friend/{{b}}",
- "GET /tob/b/{{b}}/trust/friend/{{a}}"]
+ "GET /tob/b/{{b}}/trust/friend/{{a}}", "GET /tob/b/{{b}}/trust/friend/{{a}}",
+ "GET /tob/b/{{b}}/properties"]
 --- more_headers eval
 ["Authorization: {{basic:alice:pa}}", "Authorization: {{basic:alice:pa}}",
- "Authorization: {{basic:bob:pb}}"]
+ "Authorization: {{basic:bob:pb}}", "Authorization: Bearer {{secret}}",
+ "Authorization: Bearer {{secret}}"]
 --- error_code eval
-[204, 404, 404]
+[204, 404, 404, 403, 403]
 
 
 
@@ -581,6 +589,44 @@ Authorization: {{basic:gil:pg}}
 GET /a/{{g}}/trust
 --- more_headers
 Authorization: {{basic:gil:pg}}
+--- error_code: 200
+--- response_body_json
+[]
+
+
+
+=== TEST 32: a peer name that does not resolve: 502 in time, nothing stored
+--- request eval
+["POST /n/\n{\"creator\": \"nina\", \"passphrase\": \"pn\"}"]
+--- error_code eval
+[201]
+--- capture
+n = json:id
+
+
+
+=== TEST 33: (the resolver of that location does not answer)
+--- request
+POST /n/{{n}}/trust
+{"url": "http://peer.example.invalid/a/0123456789abcdef0123456789abcdef"}
+--- more_headers
+Authorization: {{basic:nina:pn}}
+--- error_code: 502
+--- response_body_json
+{"error": {"code": 502, "message": "peer host name could not be resolved"}}
+--- error_log
+could not be resolved
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 34: nina has no trust
+--- request
+GET /n/{{n}}/trust
+--- more_headers
+Authorization: {{basic:nina:pn}}
 --- error_code: 200
 --- response_body_json
 []
