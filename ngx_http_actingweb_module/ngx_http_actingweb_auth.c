@@ -716,14 +716,17 @@ ngx_http_actingweb_kdf_start(ngx_http_request_t *r,
     ngx_http_actingweb_kdf_t *job)
 {
 #if (NGX_THREADS)
-    ngx_thread_task_t              *task;
-    ngx_http_cleanup_t             *cln;
-    ngx_http_actingweb_kdf_t       *j;
-    ngx_http_actingweb_loc_conf_t  *alcf;
+    ngx_thread_task_t               *task;
+    ngx_http_cleanup_t              *cln;
+    ngx_http_actingweb_kdf_t        *j;
+    ngx_http_actingweb_loc_conf_t   *alcf;
+    ngx_http_actingweb_main_conf_t  *amcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
 
-    if (alcf->thread_pool && job->done) {
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    if (alcf->thread_pool && !amcf->no_threads && job->done) {
         cln = ngx_http_cleanup_add(r, 0);
         if (cln == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1042,8 +1045,7 @@ ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
     ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf)
 {
 #if (NGX_THREADS)
-    void              ***events;
-    ngx_event_conf_t    *ecf;
+    ngx_http_actingweb_main_conf_t  *amcf;
 #endif
 
     ngx_conf_merge_ptr_value(conf->thread_pool, prev->thread_pool, NULL);
@@ -1052,34 +1054,96 @@ ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
 
     if (conf->thread_pool == NULL && conf->enable == 1) {
 
-        /*
-         * nginx's thread pools need an event method that can be notified
-         * (epoll, kqueue, eventport): with poll or select the default
-         * pool would stop every worker from starting, so hashing stays
-         * inline there
-         */
-
-        ecf = NULL;
-        events = (void ***) ngx_get_conf(cf->cycle->conf_ctx,
-                                         ngx_events_module);
-        if (events && *events) {
-            ecf = (*events)[ngx_event_core_module.ctx_index];
-        }
-
-        if (ecf && ecf->name
-            && (ngx_strcmp(ecf->name, "poll") == 0
-                || ngx_strcmp(ecf->name, "select") == 0))
-        {
-            return NGX_CONF_OK;
-        }
-
         conf->thread_pool = ngx_thread_pool_add(cf, NULL);
         if (conf->thread_pool == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        amcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_actingweb_module);
+        amcf->auto_pool = conf->thread_pool;
     }
 
 #endif
 
     return NGX_CONF_OK;
+}
+
+
+#if (NGX_THREADS)
+
+/* ngx_thread_pool.c's conf (not in its header) */
+typedef struct {
+    ngx_array_t                      pools;
+} ngx_http_actingweb_thread_pools_t;
+
+extern ngx_module_t  ngx_thread_pool_module;
+
+#endif
+
+
+/*
+ * After the whole configuration is read (the events block may follow the
+ * http block): nginx's thread pools need an event method that threads can
+ * wake (epoll, kqueue, eventport).  Under poll or select the default pool
+ * this module asked for would stop every worker from starting, so it is
+ * taken back and key derivation runs inline there.
+ */
+
+ngx_int_t
+ngx_http_actingweb_thread_pool_check(ngx_cycle_t *cycle)
+{
+#if (NGX_THREADS)
+    void                              **pools;
+    ngx_uint_t                          i;
+    ngx_event_conf_t                   *ecf;
+    ngx_http_actingweb_main_conf_t     *amcf;
+    ngx_http_actingweb_thread_pools_t  *tcf;
+
+    if (ngx_get_conf(cycle->conf_ctx, ngx_http_module) == NULL) {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_actingweb_module);
+
+    if (amcf == NULL || amcf->auto_pool == NULL
+        || ngx_get_conf(cycle->conf_ctx, ngx_events_module) == NULL)
+    {
+        return NGX_OK;
+    }
+
+    ecf = ngx_event_get_conf(cycle->conf_ctx, ngx_event_core_module);
+
+    if (ecf == NULL || ecf->name == NULL
+        || (ngx_strcmp(ecf->name, "poll") != 0
+            && ngx_strcmp(ecf->name, "select") != 0))
+    {
+        return NGX_OK;
+    }
+
+    tcf = (ngx_http_actingweb_thread_pools_t *)
+              ngx_get_conf(cycle->conf_ctx, ngx_thread_pool_module);
+
+    if (tcf) {
+        pools = tcf->pools.elts;
+
+        for (i = 0; i < tcf->pools.nelts; i++) {
+            if (pools[i] == amcf->auto_pool) {
+                ngx_memmove(&pools[i], &pools[i + 1],
+                            (tcf->pools.nelts - i - 1) * sizeof(void *));
+                tcf->pools.nelts--;
+                break;
+            }
+        }
+    }
+
+    amcf->no_threads = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "actingweb: \"use %s\" cannot wake from threads: "
+                  "passphrase hashing runs in the workers", ecf->name);
+#endif
+
+    return NGX_OK;
 }

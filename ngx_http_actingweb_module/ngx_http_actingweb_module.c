@@ -311,7 +311,7 @@ ngx_module_t  ngx_http_actingweb_module = {
     ngx_http_actingweb_commands,           /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_actingweb_thread_pool_check,  /* init module */
     ngx_http_actingweb_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */

@@ -65,6 +65,8 @@ typedef struct {
     ngx_flag_t                      used;            /* any actingweb; */
 
     ngx_array_t                    *peer_special;    /* refused ranges */
+    void                           *auto_pool;       /* "default", ours */
+    ngx_flag_t                      no_threads;      /* poll, select */
 
     /* per worker, set up in init_process */
     ngx_http_actingweb_redis_t     *redis;
@@ -276,6 +278,7 @@ ngx_int_t ngx_http_actingweb_cross_site(ngx_http_request_t *r,
 void ngx_http_actingweb_auth_exit(ngx_http_actingweb_main_conf_t *amcf);
 char *ngx_http_actingweb_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_actingweb_thread_pool_check(ngx_cycle_t *cycle);
 char *ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
     ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf);
 
