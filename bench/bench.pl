@@ -7,7 +7,9 @@
 # a latency proxy, to show that a worker does not wait on Redis (group
 # "http").  Group "trust": trust handshakes between actors of one server,
 # one client against many.  Group "slowpeer": property reads while trust
-# initiations wait on a peer that takes 2 s per answer.  No GROUP: all.
+# initiations wait on a peer that takes 2 s per answer.  Group "peerops":
+# fan-out to 10, 100 and 1000 peers that take 100 ms each, and AwProxy
+# against a direct peer read.  No GROUP: all.
 # See docs/performance.md.
 #
 # Environment:
@@ -25,6 +27,10 @@
 #   BENCH_SLOW_PENDING=20 trust initiations kept waiting on it
 #   BENCH_SLOW_CONNS=16   wrk connections of the slow-peer rows
 #   BENCH_SLOW_ROUNDS=3   rounds of (without, with) slow-peer runs
+#   BENCH_FANOUT_DELAY_MS=100 time each peer's resource takes (peerops)
+#   BENCH_FANOUT_RUNS=20  fan-outs per size and concurrency
+#   BENCH_FANOUT_SERIAL=10 runs of the serial calls to 10 peers
+#   BENCH_FANOUT_MAX=1000 the largest fan-out (peers on B)
 #   BENCH_KEEP=1          keep the temp dir (logs, configs) afterwards
 
 use strict;
@@ -61,8 +67,12 @@ my $SLOW_MS       = env_int('BENCH_SLOW_MS',       2000);
 my $SLOW_PENDING  = env_int('BENCH_SLOW_PENDING',  20);
 my $SLOW_CONNS    = env_int('BENCH_SLOW_CONNS',    16);
 my $SLOW_ROUNDS   = env_int('BENCH_SLOW_ROUNDS',   3);
+my $FANOUT_DELAY_MS = env_int('BENCH_FANOUT_DELAY_MS', 100);
+my $FANOUT_RUNS     = env_int('BENCH_FANOUT_RUNS',     20);
+my $FANOUT_SERIAL   = env_int('BENCH_FANOUT_SERIAL',   10);
+my $FANOUT_MAX      = env_int('BENCH_FANOUT_MAX',      1000);
 
-my @GROUPS = qw(http trust slowpeer);
+my @GROUPS = qw(http trust slowpeer peerops);
 
 my $CREATOR    = 'bench';
 my $PASSPHRASE = 'benchpass';
@@ -74,7 +84,8 @@ my $COMMAND = join ' ',
         qw(BENCH_SECONDS BENCH_DELAY_MS BENCH_PROXY_CONNS
            BENCH_TRUST_HANDSHAKES BENCH_TRUST_SERIAL BENCH_TRUST_CLIENTS
            BENCH_TRUST_ACTORS BENCH_SLOW_MS BENCH_SLOW_PENDING
-           BENCH_SLOW_CONNS BENCH_SLOW_ROUNDS)),
+           BENCH_SLOW_CONNS BENCH_SLOW_ROUNDS BENCH_FANOUT_DELAY_MS
+           BENCH_FANOUT_RUNS BENCH_FANOUT_SERIAL BENCH_FANOUT_MAX)),
     'perl', $0, @ARGV;
 
 my $MAIN_PID = $$;
@@ -475,7 +486,9 @@ sub to_ms {
 # runs wrk, returns { rps, p50, p99, requests, bad } or dies
 sub run_wrk {
     my ($ngx, $sc, $conns) = @_;
-    my @cmd = ('wrk', "-t$THREADS", "-c$conns", "-d${SECONDS}s",
+    # wrk wants at least one connection per thread
+    my $threads = $conns < $THREADS ? $conns : $THREADS;
+    my @cmd = ('wrk', "-t$threads", "-c$conns", "-d${SECONDS}s",
         '--latency', '--timeout', '5s');
 
     for my $h (sort keys %{ $sc->{headers} || {} }) {
@@ -1310,6 +1323,293 @@ sub group_slowpeer {
 }
 
 # ---------------------------------------------------------------------------
+# peerops: fan-out and AwProxy, between A (one server) and B (another
+# server of the same nginx, one worker) whose "slow" resource answers
+# after $FANOUT_DELAY_MS
+
+my @FANOUT_HEAD = ('peers', 'concurrency', 'runs', 'fan-out p50 ms',
+    'fan-out p99 ms', 'serial ms', 'serial / fan-out p50', 'succeeded');
+
+my @AWPROXY_HEAD = ('scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms',
+    'added p50 ms', 'added p99 ms', 'req/s vs direct');
+
+# A on /a/ (actingweb_fanout_concurrency at its default, 64) and on /c/
+# (the same actors, 1000); B on its own server, where
+# /b/<id>/slow waits on a port that never answers and gives up after
+# $FANOUT_DELAY_MS: a delay made by nginx's own timer, no extra process
+sub peerops_servers {
+    my ($b_port, $silent_port, $dir) = @_;
+    my $d = $FANOUT_DELAY_MS;
+    my $peer = <<'EOF';
+        location = /_actingweb_peer {
+            internal;
+            proxy_pass $actingweb_peer_url;
+            proxy_pass_request_headers off;
+            proxy_set_header Authorization $actingweb_peer_authorization;
+            proxy_set_header Content-Type application/json;
+            subrequest_output_buffer_size 64k;
+        }
+EOF
+    return sub {
+        my ($port) = @_;
+        return <<"EOF";
+    server {
+        listen 127.0.0.1:$port;
+        location = /plain { return 200 "ok"; }
+        location /a/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$port/a;
+            actingweb_peer_allow 127.0.0.1;
+        }
+        location /pp/ {
+            proxy_pass http://127.0.0.1:$b_port/b/;
+        }
+        location /c/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$port/c;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_fanout_concurrency 1000;
+        }
+$peer    }
+    server {
+        # 1000 connections from A at once: the default backlog (511)
+        # drops SYNs, which come back after the 1 s retransmission timer
+        listen 127.0.0.1:$b_port backlog=4096;
+        location = /plain { return 200 "ok"; }
+        location /b/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$b_port/b;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_auto_approve friend;
+        }
+        location ~ ^/b/[0-9a-f]+/slow\$ {
+            proxy_pass http://127.0.0.1:$silent_port;
+            proxy_connect_timeout ${d}ms;
+            proxy_read_timeout ${d}ms;
+            error_page 502 504 = \@slow;
+            # the timeouts are the point, not errors
+            error_log $dir/slow-error.log crit;
+        }
+        location \@slow {
+            default_type application/json;
+            return 200 '{"slow":true}';
+        }
+$peer    }
+EOF
+    };
+}
+
+# the connections nginx made to the silent port, closed; the listen
+# queue (4096 at most) must not fill up between runs
+sub drain_silent {
+    my ($lsn) = @_;
+    $lsn->blocking(0);
+    while (my $c = $lsn->accept) { close $c; }
+}
+
+# milliseconds of $n runs of $fn (which dies on a wrong answer), with the
+# silent port drained after each
+sub timed_runs {
+    my ($n, $lsn, $fn) = @_;
+    my @t;
+    for (1 .. $n) {
+        my $t0 = time;
+        $fn->();
+        push @t, (time - $t0) * 1000;
+        drain_silent($lsn);
+    }
+    return [ sort { $a <=> $b } @t ];
+}
+
+sub group_peerops {
+    my ($module, $bin, $redis) = @_;
+    my $first = @NGINX;
+    my @sizes = grep { $_ <= $FANOUT_MAX } 10, 100, 1000;
+    push @sizes, $FANOUT_MAX unless grep { $_ == $FANOUT_MAX } @sizes;
+    my $nb = $sizes[-1];
+
+    my $silent = IO::Socket::INET->new(
+        Listen => 4096, LocalAddr => '127.0.0.1', LocalPort => 0,
+        ReuseAddr => 1,
+    ) or die "silent listen: $!\n";
+    my $b_port = free_port();
+    my $ngx = start_nginx('nginx-peerops', $module, $bin, $redis,
+        peerops_servers($b_port, $silent->sockport, "$TMP/nginx-peerops"));
+    push @NGINX, $ngx;
+    my $a = "http://127.0.0.1:$ngx->{port}/a";
+    my $c = "http://127.0.0.1:$ngx->{port}/c";
+    my $b = "http://127.0.0.1:$b_port/b";
+    say_ "nginx on 127.0.0.1:$ngx->{port} (A) and 127.0.0.1:$b_port (B), "
+        . "peerops";
+
+    # one A per fan-out size; the B actors are shared: A_n trusts B_1..n
+    my $t = time;
+    my @as = create_actors($a, scalar @sizes, 1);
+    my @bs = create_actors($b, $nb, 0);
+    say_ sprintf '%d + %d actors in %.1f s', scalar @as, $nb, time - $t;
+    $t = time;
+    my @pairs = map { my $i = $_; map { [ $as[$i], $bs[$_] ] }
+                      0 .. $sizes[$i] - 1 } 0 .. $#sizes;
+    my @secrets = fan_out('peerops-trust', $TRUST_CLIENTS, \@pairs, sub {
+        my ($http, $p) = @_;
+        my $r = call($http, 'POST', "$a/$p->[0]/trust", $AUTH,
+            encode_json({ url => "$b/$p->[1]", relationship => 'friend' }),
+            201);
+        my $j = eval { decode_json($r->{content}) } // {};
+        $j->{approved} && $j->{peer_approved} && $j->{secret}
+            or die "trust $p->[0] -> $p->[1] not approved at once: "
+                 . "$r->{content}\n";
+        return $j->{secret};
+    });
+    say_ sprintf '%d trusts (auto-approved) in %.1f s', scalar @pairs,
+        time - $t;
+
+    my $http = {};
+    my $slow_ok = sub {
+        my ($r) = @_;
+        $r->{content} =~ /^\{\s*"slow"\s*:\s*true\s*\}$/
+            or die "slow resource answered '$r->{content}'\n";
+    };
+
+    # what one call costs: the resource directly, then through AwProxy
+    my $k = 0;
+    my $direct = timed_runs($FANOUT_RUNS, $silent, sub {
+        $slow_ok->(call($http, 'GET', "$b/$bs[$k++ % $nb]/slow", undef,
+                        undef, 200));
+    });
+    my $single = timed_runs($FANOUT_RUNS, $silent, sub {
+        $slow_ok->(call($http, 'GET',
+            "$a/$as[0]/awproxy/$bs[$k++ % $sizes[0]]/slow", $AUTH, undef,
+            200));
+    });
+    # and what an application calling ten peers one after the other waits
+    my $serial10 = timed_runs($FANOUT_SERIAL, $silent, sub {
+        $slow_ok->(call($http, 'GET', "$a/$as[0]/awproxy/$bs[$_]/slow",
+                        $AUTH, undef, 200)) for 0 .. $sizes[0] - 1;
+    });
+    say_ sprintf 'one call: %s ms direct, %s ms through AwProxy (p50); '
+        . '%d in a row: %s ms', fmt_ms(pct($direct, 50)),
+        fmt_ms(pct($single, 50)), $sizes[0], fmt_ms(pct($serial10, 50));
+
+    my @rows;
+    for my $i (0 .. $#sizes) {
+        my $n = $sizes[$i];
+        for my $loc ([ $a, 64 ], [ $c, 1000 ]) {
+            my ($base, $conc) = @$loc;
+            my $url = "$base/$as[$i]/fanout";
+            my $bad = 0;
+            my $one = sub {
+                my $r = call($http, 'POST', $url, $AUTH,
+                    '{"method":"GET","path":"slow"}', 200);
+                my $j = eval { decode_json($r->{content}) } // {};
+                ($j->{count} // -1) == $n
+                    or die "fan-out to $n peers: count $j->{count}\n";
+                $bad += $n - $j->{succeeded};
+            };
+            timed_runs(1, $silent, $one);    # warm-up, not counted
+            $bad = 0;
+            my $ts = timed_runs($FANOUT_RUNS, $silent, $one);
+            my $serial = $n * pct($single, 50);
+            push @rows, [ $n, $conc, scalar @$ts, fmt_ms(pct($ts, 50)),
+                fmt_ms(pct($ts, 99)),
+                ($n == $sizes[0] ? fmt_ms(pct($serial10, 50)) . ' measured'
+                                 : fmt_ms($serial) . ' computed'),
+                sprintf('%.1f', ($n == $sizes[0] ? pct($serial10, 50)
+                                                 : $serial) / pct($ts, 50)),
+                sprintf('%d / %d', $n * @$ts - $bad, $n * @$ts) ];
+            say_ sprintf 'fan-out to %d peers, concurrency %d: p50 %s ms, '
+                . 'p99 %s ms', $n, $conc, fmt_ms(pct($ts, 50)),
+                fmt_ms(pct($ts, 99));
+        }
+    }
+
+    # AwProxy against the same read done directly with the trust's token
+    call($http, 'PUT', "$b/$bs[0]/properties/x", $AUTH, '{"v":1}');
+    my %direct = (key => 'awproxy-direct', method => 'GET',
+        path => "/b/$bs[0]/properties/x",
+        headers => { Authorization => "Bearer $secrets[0]" },
+        expect_status => 200, expect_body => '{"v":1}');
+    my %proxied = (key => 'awproxy', method => 'GET',
+        path => "/a/$as[0]/awproxy/$bs[0]/properties/x",
+        headers => { Authorization => $AUTH },
+        expect_status => 200, expect_body => '{"v":1}');
+    my %plain = (%direct, key => 'awproxy-plain',
+        path => "/pp/$bs[0]/properties/x");
+    my $bngx = { %$ngx, port => $b_port };
+    my @aw;
+    # 1 connection: the latency one call adds; 64: what the worker can do
+    for my $conns (uniq(1, $CONNS)) {
+        my $d0;
+        for ([ \%direct, $bngx, 'GET /<B>/properties/x (Bearer), direct' ],
+             [ \%plain, $ngx,
+               'GET /pp/<B>/properties/x (Bearer), plain proxy_pass' ],
+             [ \%proxied, $ngx,
+               'GET /<A>/awproxy/<B>/properties/x (Basic)' ])
+        {
+            my ($sc, $on, $label) = @$_;
+            check_once($on, $sc);
+            say_ "$label: $conns connection(s), ${SECONDS}s";
+            my $w = run_wrk($on, { %$sc, key => "$sc->{key}-$conns" },
+                            $conns);
+            say_ sprintf '  %.0f req/s, p50 %s ms, p99 %s ms', $w->{rps},
+                fmt_ms($w->{p50}), fmt_ms($w->{p99});
+            $d0 //= $w;
+            push @aw, [ $label, $conns, $w, $d0 ];
+        }
+    }
+
+    stop_group();
+    close $silent;
+
+    my @awrows = map {
+        my ($label, $conns, $w, $d0) = @$_;
+        [ $label, $conns, sprintf('%.0f', $w->{rps}), fmt_ms($w->{p50}),
+          fmt_ms($w->{p99}),
+          $w == $d0 ? '-' : sprintf('%.2f', $w->{p50} - $d0->{p50}),
+          $w == $d0 ? '-' : sprintf('%.2f', $w->{p99} - $d0->{p99}),
+          sprintf('%.2f', $w->{rps} / $d0->{rps}) ]
+    } @aw;
+
+    my $note = sprintf "POST /<A>/fanout {\"method\":\"GET\",\"path\":"
+        . "\"slow\"} as A's creator, A trusting N actors of B (auto-"
+        . "approved); each peer's /slow answers after %d ms (nginx proxies "
+        . "it to a port that never answers, with proxy_read_timeout %dms "
+        . "and error_page 504 = a JSON 200). Both servers in one nginx "
+        . "with one worker. One call to /slow took %s ms (p50, max %s) "
+        . "directly and %s ms (p50, max %s) through AwProxy, %d runs each; "
+        . "%d of them in a row: %s ms (p50 of %d runs). serial: that "
+        . "measured sum for %d peers, N x the AwProxy call's p50 for more. "
+        . "Fan-out p99 of %d runs is their maximum. succeeded: peers that "
+        . "answered 2xx in time, over all runs.\n",
+        $FANOUT_DELAY_MS, $FANOUT_DELAY_MS,
+        fmt_ms(pct($direct, 50)), fmt_ms($direct->[-1]),
+        fmt_ms(pct($single, 50)), fmt_ms($single->[-1]), $FANOUT_RUNS,
+        $sizes[0], fmt_ms(pct($serial10, 50)), $FANOUT_SERIAL, $sizes[0],
+        $FANOUT_RUNS;
+    my $awnote = "The same property of B read directly with the trust's "
+        . "token, and through A's AwProxy with A's creator's Basic auth "
+        . "(A checks the credentials, finds the trust, calls B with the "
+        . "Bearer over a new connection: proxy_pass with a variable keeps "
+        . "none alive). The plain proxy_pass row: A's server passes the "
+        . "client's request and Bearer on to B with nginx's proxy module "
+        . "alone, also over a new connection each time: what proxying "
+        . "costs without the module's work on A. wrk -t$THREADS (one "
+        . "thread for one connection), ${SECONDS} s each; added and "
+        . "req/s vs direct: against the direct read with as many "
+        . "connections.\n";
+
+    return [
+        { title => 'Fan-out to peers that take '
+              . "$FANOUT_DELAY_MS ms, one worker",
+          head => \@FANOUT_HEAD, rows => \@rows, note => $note,
+          failed => [], problems => [ group_problems($first) ] },
+        { title => 'AwProxy against a direct peer read, one worker',
+          head => \@AWPROXY_HEAD, rows => \@awrows, note => $awnote,
+          failed => [], problems => [] },
+    ];
+}
+
+# ---------------------------------------------------------------------------
 
 sub main {
     @ARGV >= 2 or usage();
@@ -1348,7 +1648,8 @@ sub main {
     push @sections, group_http($module, $bin, $redis) if $want{http};
     for ([ trust => \&group_trust, 'Trust handshakes, one worker' ],
          [ slowpeer => \&group_slowpeer,
-           'Property reads while peers are slow, one worker' ])
+           'Property reads while peers are slow, one worker' ],
+         [ peerops => \&group_peerops, 'Peer operations, one worker' ])
     {
         my ($g, $fn, $title) = @$_;
         next unless $want{$g};
@@ -1362,7 +1663,8 @@ sub main {
                failed => [ [ $title, $err ] ],
                problems => [ group_problems($first) ] };
         };
-        push @sections, $sec;
+        # a group may return several sections
+        push @sections, ref $sec eq 'ARRAY' ? @$sec : $sec;
     }
 
     cleanup();
