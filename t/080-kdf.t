@@ -7,6 +7,12 @@ use warnings;
 use lib 't/lib';
 use ActingWeb::Test;
 
+# nginx's thread pools need epoll (or kqueue, eventport); under poll and
+# select the module hashes inline, which the rest of the suite covers
+if (($ENV{TEST_NGINX_EVENT_TYPE} // '') =~ /^(?:poll|select)$/) {
+    plan(skip_all => "thread pools need epoll, not $ENV{TEST_NGINX_EVENT_TYPE}");
+}
+
 block_defaults(
     main_config => "thread_pool kdf threads=1;\n",
     config      => <<'CONF');
