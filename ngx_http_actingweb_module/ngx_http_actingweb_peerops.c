@@ -42,8 +42,6 @@ typedef struct {
 } ngx_http_actingweb_peerop_t;
 
 
-static ngx_int_t ngx_http_actingweb_peerop_read(ngx_http_request_t *r,
-    ngx_str_t *peerid, ngx_http_actingweb_redis_handler_pt handler);
 static void ngx_http_actingweb_peerinfo_got(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static void ngx_http_actingweb_awproxy_got(ngx_http_request_t *r,
@@ -94,8 +92,8 @@ ngx_http_actingweb_peerinfo(ngx_http_request_t *r)
 
     if (ctx->nsegs == 1) {
         po->peerid = ctx->segs[0];
-        return ngx_http_actingweb_peerop_read(r, &po->peerid,
-                                            ngx_http_actingweb_peerinfo_got);
+        return ngx_http_actingweb_trust_get(r, &po->peerid,
+                                          ngx_http_actingweb_peerinfo_got);
     }
 
     if (ctx->nsegs > 1
@@ -194,8 +192,8 @@ ngx_http_actingweb_awproxy(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_actingweb_peerop_read(r, &po->peerid,
-                                          ngx_http_actingweb_awproxy_got);
+    return ngx_http_actingweb_trust_get(r, &po->peerid,
+                                        ngx_http_actingweb_awproxy_got);
 }
 
 
@@ -228,31 +226,6 @@ done:
     }
 }
 
-
-/* our trust with a peer: HGET, then peerop_trust() in the handler */
-
-static ngx_int_t
-ngx_http_actingweb_peerop_read(ngx_http_request_t *r, ngx_str_t *peerid,
-    ngx_http_actingweb_redis_handler_pt handler)
-{
-    ngx_int_t                         rc;
-    ngx_http_actingweb_redis_args_t  *a;
-
-    a = ngx_http_actingweb_redis_args(r, 3);
-
-    if (a == NULL
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "HGET", 4) != NGX_OK
-        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, peerid->data, peerid->len)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_actingweb_redis_command(r, a, handler);
-
-    return ngx_http_actingweb_redis_started(r, rc);
-}
 
 
 /* NGX_OK with po->trust, or NGX_DECLINED with the answer's result in rc */
@@ -458,12 +431,10 @@ ngx_int_t
 ngx_http_actingweb_fanout(ngx_http_request_t *r)
 {
     cJSON                            *in, *item;
-    ngx_int_t                         rc;
     ngx_str_t                         m;
     const char                       *err;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_peerop_t      *po;
-    ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
@@ -554,19 +525,7 @@ ngx_http_actingweb_fanout(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    a = ngx_http_actingweb_redis_args(r, 2);
-
-    if (a == NULL
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "HVALS", 5) != NGX_OK
-        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_actingweb_redis_command(r, a,
-                                          ngx_http_actingweb_fanout_listed);
-
-    return ngx_http_actingweb_redis_started(r, rc);
+    return ngx_http_actingweb_trust_all(r, ngx_http_actingweb_fanout_listed);
 }
 
 

@@ -57,22 +57,8 @@ ngx_http_actingweb_perm_trust(ngx_http_request_t *r, ngx_str_t *rel,
     ctx->data = rel;
 
     if (ctx->method == NGX_HTTP_GET) {
-        a = ngx_http_actingweb_redis_args(r, 3);
-
-        if (a == NULL
-            || ngx_http_actingweb_redis_arg(a, (u_char *) "HGET", 4)
-               != NGX_OK
-            || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK
-            || ngx_http_actingweb_redis_arg(a, peerid->data, peerid->len)
-               != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_actingweb_redis_command(r, a,
-                                              ngx_http_actingweb_perm_got);
-
-        return ngx_http_actingweb_redis_started(r, rc);
+        return ngx_http_actingweb_trust_get(r, peerid,
+                                            ngx_http_actingweb_perm_got);
     }
 
     if (ctx->method != NGX_HTTP_PUT && ctx->method != NGX_HTTP_DELETE) {

@@ -101,6 +101,12 @@ ngx_int_t ngx_http_actingweb_reply_str(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_actingweb_scripts_init(ngx_log_t *log);
 
+/* trust.c: the actor's trust records */
+ngx_int_t ngx_http_actingweb_trust_all(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_handler_pt handler);
+ngx_int_t ngx_http_actingweb_trust_get(ngx_http_request_t *r,
+    ngx_str_t *peerid, ngx_http_actingweb_redis_handler_pt handler);
+
 /*
  * How an endpoint's own Redis work fits with the actor read (access.c):
  * decided per request by the route's plan function.

@@ -267,22 +267,7 @@ ngx_http_actingweb_trust(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_actingweb_trust_list(ngx_http_request_t *r)
 {
-    ngx_int_t                         rc;
-    ngx_http_actingweb_redis_args_t  *a;
-
-    a = ngx_http_actingweb_redis_args(r, 2);
-
-    if (a == NULL
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "HVALS", 5) != NGX_OK
-        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_actingweb_redis_command(r, a,
-                                          ngx_http_actingweb_trust_listed);
-
-    return ngx_http_actingweb_redis_started(r, rc);
+    return ngx_http_actingweb_trust_all(r, ngx_http_actingweb_trust_listed);
 }
 
 
@@ -931,7 +916,6 @@ ngx_http_actingweb_trust_one(ngx_http_request_t *r)
     ngx_str_t                    argv[3];
     ngx_http_actingweb_ctx_t    *ctx;
     ngx_http_actingweb_trust_t  *ts;
-    ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ts = ctx->data;
@@ -991,20 +975,8 @@ ngx_http_actingweb_trust_one(ngx_http_request_t *r)
                                              "approval");
     }
 
-    a = ngx_http_actingweb_redis_args(r, 3);
-
-    if (a == NULL
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "HGET", 4) != NGX_OK
-        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, ts->peerid.data, ts->peerid.len)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_actingweb_redis_command(r, a, ngx_http_actingweb_trust_got);
-
-    return ngx_http_actingweb_redis_started(r, rc);
+    return ngx_http_actingweb_trust_get(r, &ts->peerid,
+                                        ngx_http_actingweb_trust_got);
 }
 
 
@@ -1336,7 +1308,6 @@ ngx_http_actingweb_trust_remove(ngx_http_request_t *r)
     ngx_str_t                    argv[2];
     ngx_http_actingweb_ctx_t    *ctx;
     ngx_http_actingweb_trust_t  *ts;
-    ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ts = ctx->data;
@@ -1349,22 +1320,8 @@ ngx_http_actingweb_trust_remove(ngx_http_request_t *r)
     } else if (ts->rec == NULL) {
         /* the creator: read the record, tell the peer (trust_got) */
 
-        a = ngx_http_actingweb_redis_args(r, 3);
-
-        if (a == NULL
-            || ngx_http_actingweb_redis_arg(a, (u_char *) "HGET", 4)
-               != NGX_OK
-            || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK
-            || ngx_http_actingweb_redis_arg(a, ts->peerid.data,
-                                            ts->peerid.len) != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_actingweb_redis_command(r, a,
-                                              ngx_http_actingweb_trust_got);
-
-        return ngx_http_actingweb_redis_started(r, rc);
+        return ngx_http_actingweb_trust_get(r, &ts->peerid,
+                                            ngx_http_actingweb_trust_got);
     }
 
     argv[0] = ts->peerid;
@@ -2042,30 +1999,20 @@ ngx_int_t
 ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
     ngx_http_actingweb_step_pt done)
 {
-    ngx_int_t                         rc;
-    ngx_http_actingweb_ctx_t         *ctx;
-    ngx_http_actingweb_trust_t       *ts;
-    ngx_http_actingweb_redis_args_t  *a;
+    ngx_http_actingweb_ctx_t    *ctx;
+    ngx_http_actingweb_trust_t  *ts;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
     ts = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_trust_t));
-    a = ngx_http_actingweb_redis_args(r, 2);
-
-    if (ts == NULL || a == NULL
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "HVALS", 5) != NGX_OK
-        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK)
-    {
+    if (ts == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ts->done = done;
     ctx->data = ts;
 
-    rc = ngx_http_actingweb_redis_command(r, a,
-                                          ngx_http_actingweb_revoke_listed);
-
-    return ngx_http_actingweb_redis_started(r, rc);
+    return ngx_http_actingweb_trust_all(r, ngx_http_actingweb_revoke_listed);
 }
 
 
@@ -2211,4 +2158,54 @@ ngx_http_actingweb_revoke_one(ngx_http_request_t *r,
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
     }
+}
+
+
+/* every trust record of the actor (HVALS), for lists and fan-outs */
+
+ngx_int_t
+ngx_http_actingweb_trust_all(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_handler_pt handler)
+{
+    ngx_int_t                         rc;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    a = ngx_http_actingweb_redis_args(r, 2);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_arg(a, (u_char *) "HVALS", 5) != NGX_OK
+        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_command(r, a, handler);
+
+    return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+/* the trust record with one peer (HGET; nil when there is none) */
+
+ngx_int_t
+ngx_http_actingweb_trust_get(ngx_http_request_t *r, ngx_str_t *peerid,
+    ngx_http_actingweb_redis_handler_pt handler)
+{
+    ngx_int_t                         rc;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    a = ngx_http_actingweb_redis_args(r, 3);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_arg(a, (u_char *) "HGET", 4) != NGX_OK
+        || ngx_http_actingweb_redis_keys(r, a, "trust", NULL) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, peerid->data, peerid->len)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_actingweb_redis_command(r, a, handler);
+
+    return ngx_http_actingweb_redis_started(r, rc);
 }
