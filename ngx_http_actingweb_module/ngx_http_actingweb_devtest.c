@@ -544,12 +544,17 @@ static ngx_int_t
 ngx_http_actingweb_devtest_undo(ngx_http_request_t *r, ngx_uint_t status,
     const char *message)
 {
+    ngx_http_actingweb_ctx_t      *ctx;
     ngx_http_actingweb_devtest_t  *dt;
 
-    dt = ngx_http_actingweb_devtest_state(r);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    dt = ctx->data;
 
     dt->status = status;
     dt->message = message;
+
+    /* the clean-up runs even when the request's deadline has passed */
+    ctx->deadline = 0;
 
     return ngx_http_actingweb_devtest_call(r, NGX_HTTP_DELETE, &dt->url, "",
                                            NULL,
