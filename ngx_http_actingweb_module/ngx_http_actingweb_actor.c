@@ -2,8 +2,8 @@
 /*
  * Copyright (C) The ngx_http_actingweb_module authors
  *
- * The factory (POST <factory>/), the actor root (GET, DELETE), /meta and
- * /devtest.  The actor is loaded and the caller checked by the access
+ * The factory (POST <factory>/), the actor root (GET, DELETE) and /meta.
+ * The actor is loaded and the caller checked by the access
  * step (access.c) before these run.
  */
 
@@ -623,18 +623,3 @@ ngx_http_actingweb_send_text(ngx_http_request_t *r, ngx_uint_t status,
                                    text->data, text->len);
 }
 
-
-ngx_int_t
-ngx_http_actingweb_devtest(ngx_http_request_t *r)
-{
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    if (ctx->nsegs == 1 && ngx_strcmp(ctx->segs[0].data, "ping") == 0) {
-        return ngx_http_actingweb_send_no_content(r);
-    }
-
-    return ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                         "devtest path not supported");
-}

@@ -170,6 +170,10 @@ typedef ngx_int_t (*ngx_http_actingweb_step_pt)(ngx_http_request_t *r);
 typedef void (*ngx_http_actingweb_done_pt)(ngx_http_request_t *r,
     ngx_int_t rc);
 
+/* the end of a trust the server opens itself: 201, or an error */
+typedef ngx_int_t (*ngx_http_actingweb_trust_done_pt)(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message);
+
 
 struct ngx_http_actingweb_ctx_s {
     ngx_uint_t                      method;          /* after _method */
@@ -286,6 +290,8 @@ char *ngx_http_actingweb_thread_pool_merge(ngx_conf_t *cf,
 ngx_int_t ngx_http_actingweb_factory(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_actor(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_meta(ngx_http_request_t *r);
+
+/* devtest.c */
 ngx_int_t ngx_http_actingweb_devtest(ngx_http_request_t *r);
 
 /* module.c */
@@ -295,6 +301,8 @@ ngx_uint_t ngx_http_actingweb_acl_allows(ngx_http_request_t *r,
 /* peerops.c */
 ngx_int_t ngx_http_actingweb_peerinfo(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_awproxy(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_awproxy_call(ngx_http_request_t *r,
+    ngx_str_t *peerid, ngx_str_t *path);
 ngx_int_t ngx_http_actingweb_fanout(ngx_http_request_t *r);
 
 /* permissions.c */
@@ -310,6 +318,8 @@ ngx_int_t ngx_http_actingweb_trust_hash(ngx_http_request_t *r,
     ngx_str_t *secret, ngx_str_t *out);
 ngx_int_t ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
     ngx_http_actingweb_step_pt done);
+ngx_int_t ngx_http_actingweb_trust_open(ngx_http_request_t *r,
+    ngx_str_t *url, ngx_str_t *rel, ngx_http_actingweb_trust_done_pt done);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);

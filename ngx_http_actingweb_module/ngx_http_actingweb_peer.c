@@ -222,6 +222,35 @@ start:
 }
 
 
+/*
+ * peer_call() as an endpoint step: NGX_DONE, and the handler runs, later
+ * or at once with a refusal as a failed call; or a 500 to answer.
+ */
+
+ngx_int_t
+ngx_http_actingweb_peer_run(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_actingweb_peer_call(r, pc);
+
+    if (rc == NGX_OK) {
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pc->done = 1;
+    pc->handled = 1;
+    pc->handler(r, pc);
+
+    return NGX_DONE;
+}
+
+
 /* scheme://host[:port][/path]; no user info, spaces or control bytes */
 
 ngx_int_t
@@ -536,7 +565,11 @@ ngx_http_actingweb_peer_start(ngx_http_request_t *r,
     sctx->peer_call = pc;
     sctx->peer_url = pc->url;
 
-    if (pc->secret.len) {
+    if (pc->authorization.len) {
+        /* our own credentials at our own server (devtest twins) */
+        sctx->peer_authorization = pc->authorization;
+
+    } else if (pc->secret.len) {
         p = ngx_pnalloc(r->pool, sizeof("Bearer ") - 1 + pc->secret.len);
         if (p == NULL) {
             return NGX_ERROR;

@@ -40,6 +40,9 @@ struct ngx_http_actingweb_peer_call_s {
     ngx_uint_t                       method;      /* NGX_HTTP_GET, ... */
     ngx_str_t                        url;         /* absolute http(s) */
     ngx_str_t                        secret;      /* Bearer; empty: none */
+    ngx_str_t                        authorization;  /* whole header
+                                                     value, instead of
+                                                     the Bearer secret */
     ngx_str_t                        body;        /* JSON; empty: none */
     ngx_http_actingweb_peer_handler_pt  handler;
     void                            *data;
@@ -71,6 +74,8 @@ struct ngx_http_actingweb_peer_call_s {
 
 
 ngx_int_t ngx_http_actingweb_peer_call(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc);
+ngx_int_t ngx_http_actingweb_peer_run(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc);
 ngx_int_t ngx_http_actingweb_peer_url_valid(
     ngx_http_actingweb_peer_call_t *pc);

@@ -158,10 +158,8 @@ done:
 ngx_int_t
 ngx_http_actingweb_awproxy(ngx_http_request_t *r)
 {
-    ngx_int_t                     rc;
-    const char                   *err;
-    ngx_http_actingweb_ctx_t     *ctx;
-    ngx_http_actingweb_peerop_t  *po;
+    ngx_str_t                  path;
+    ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
@@ -171,25 +169,43 @@ ngx_http_actingweb_awproxy(ngx_http_request_t *r)
                                              "/awproxy/<peer>/<path>");
     }
 
+    if (ngx_http_actingweb_peerop_path(r, ctx->segs + 1, ctx->nsegs - 1,
+                                       &path)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_actingweb_awproxy_call(r, &ctx->segs[0], &path);
+}
+
+
+/* the request's method, body and query on <peer baseuri><path> */
+
+ngx_int_t
+ngx_http_actingweb_awproxy_call(ngx_http_request_t *r, ngx_str_t *peerid,
+    ngx_str_t *path)
+{
+    const char                   *err;
+    ngx_http_actingweb_ctx_t     *ctx;
+    ngx_http_actingweb_peerop_t  *po;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
     po = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_peerop_t));
     if (po == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->data = po;
-    po->peerid = ctx->segs[0];
+    po->peerid = *peerid;
+    po->path = *path;
 
     if (ctx->body.len
         && ngx_http_actingweb_json_parse(r, ctx->body.data, ctx->body.len,
                                          &err) == NULL)
     {
         return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST, err);
-    }
-
-    rc = ngx_http_actingweb_peerop_path(r, ctx->segs + 1, ctx->nsegs - 1,
-                                        &po->path);
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_actingweb_trust_get(r, &po->peerid,
@@ -276,7 +292,6 @@ ngx_http_actingweb_peerop_call(ngx_http_request_t *r, ngx_uint_t method,
     ngx_str_t *body, cJSON *peer)
 {
     u_char                          *p;
-    ngx_int_t                        rc;
     ngx_http_actingweb_peer_call_t  *pc;
 
     pc = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_peer_call_t));
@@ -314,23 +329,7 @@ ngx_http_actingweb_peerop_call(ngx_http_request_t *r, ngx_uint_t method,
         ngx_memcpy(p, args->data, args->len);
     }
 
-    rc = ngx_http_actingweb_peer_call(r, pc);
-
-    if (rc == NGX_OK) {
-        return NGX_DONE;
-    }
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* refused at once: answered like a failed call */
-
-    pc->done = 1;
-    pc->handled = 1;
-    pc->handler(r, pc);
-
-    return NGX_DONE;
+    return ngx_http_actingweb_peer_run(r, pc);
 }
 
 

@@ -44,6 +44,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_DEL,
     NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_SET,
     NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_AUTH,
+    NGX_HTTP_ACTINGWEB_SCRIPT_ACTOR_SET,
     NGX_HTTP_ACTINGWEB_SCRIPT_N
 } ngx_http_actingweb_script_e;
 
@@ -143,6 +144,8 @@ ngx_int_t ngx_http_actingweb_meta_plan(ngx_http_request_t *r,
 ngx_int_t ngx_http_actingweb_properties_plan(ngx_http_request_t *r,
     ngx_http_actingweb_plan_t *plan);
 ngx_int_t ngx_http_actingweb_trust_plan(ngx_http_request_t *r,
+    ngx_http_actingweb_plan_t *plan);
+ngx_int_t ngx_http_actingweb_devtest_plan(ngx_http_request_t *r,
     ngx_http_actingweb_plan_t *plan);
 
 /* curl.c: the worker-level HTTP client lives beside Redis */

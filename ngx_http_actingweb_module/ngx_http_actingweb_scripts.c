@@ -13,7 +13,8 @@
  * event first, before the value it describes.
  *
  * Key layout (docs/operations.md):
- *     <prefix>:{<id>}:actor     hash: creator, pw, trustee_root, created
+ *     <prefix>:{<id>}:actor     hash: creator, pw, trustee_root, created,
+ *                               devtest_twin
  *     <prefix>:{<id>}:props     hash: name -> "t<text>" or "j<json>"
  *     <prefix>:{<id>}:changes   stream of change events (capped)
  *     <prefix>:{<id>}:trust     hash: peer id -> trust record (JSON)
@@ -232,6 +233,14 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "local p = redis.call('HGET', KEYS[2], ARGV[1])\n"
       "if not p then return false end\n"
       "return redis.call('HGET', KEYS[1], p)\n",
+      "" },
+
+    /* one field of the actor (devtest_twin); KEYS: actor; ARGV: creator,
+       pw, field, value */
+    { "actor_set",
+      NGX_HTTP_ACTINGWEB_LUA_AUTH
+      "redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])\n"
+      "return 1\n",
       "" },
 
     { NULL, NULL, "" }

@@ -51,6 +51,10 @@ typedef struct {
     ngx_uint_t                       notify:1;
     ngx_uint_t                       finish:1;
 
+    /* a trust this server opens itself (trust_open): how it ends */
+    ngx_http_actingweb_trust_done_pt  opened;
+    void                            *owner;      /* its ctx->data */
+
     /* actor deletion: every peer is told first */
     cJSON                           *all;
     ngx_uint_t                       next;
@@ -63,6 +67,7 @@ static ngx_int_t ngx_http_actingweb_trust_list(ngx_http_request_t *r);
 static void ngx_http_actingweb_trust_listed(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_trust_initiate(ngx_http_request_t *r);
+static ngx_int_t ngx_http_actingweb_trust_begin(ngx_http_request_t *r);
 static void ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc);
 static void ngx_http_actingweb_trust_stored(ngx_http_request_t *r,
@@ -111,6 +116,8 @@ static cJSON *ngx_http_actingweb_trust_view(ngx_http_request_t *r,
 static ngx_int_t ngx_http_actingweb_trust_fail(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc, ngx_uint_t status,
     const char *message);
+static ngx_int_t ngx_http_actingweb_trust_end(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message);
 static cJSON *ngx_http_actingweb_trust_body(ngx_http_request_t *r,
     ngx_int_t *rc);
 static ngx_int_t ngx_http_actingweb_trust_str(ngx_http_request_t *r,
@@ -375,7 +382,6 @@ ngx_http_actingweb_trust_initiate(ngx_http_request_t *r)
 {
     cJSON                          *in;
     ngx_int_t                       rc;
-    ngx_str_t                       meta = ngx_string("/meta");
     ngx_http_actingweb_ctx_t       *ctx;
     ngx_http_actingweb_trust_t     *ts;
     ngx_http_actingweb_loc_conf_t  *alcf;
@@ -428,11 +434,59 @@ ngx_http_actingweb_trust_initiate(ngx_http_request_t *r)
                                              "http:// or https:// URL");
     }
 
+    return ngx_http_actingweb_trust_begin(r);
+}
+
+
+/*
+ * The same flow for this server's own use (devtest twins): a trust with
+ * <url> as <rel>, then done() with 201, or with the error it would have
+ * answered (our record is taken back then); done() returns what an
+ * endpoint returns, and ctx->data is the caller's again when it runs.
+ */
+
+ngx_int_t
+ngx_http_actingweb_trust_open(ngx_http_request_t *r, ngx_str_t *url,
+    ngx_str_t *rel, ngx_http_actingweb_trust_done_pt done)
+{
+    ngx_http_actingweb_ctx_t    *ctx;
+    ngx_http_actingweb_trust_t  *ts;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    ts = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_trust_t));
+    if (ts == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ts->url = *url;
+    ts->rel = *rel;
+    ts->opened = done;
+    ts->owner = ctx->data;
+    ts->finish = 1;
+
+    ctx->data = ts;
+
+    return ngx_http_actingweb_trust_begin(r);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_trust_begin(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    meta = ngx_string("/meta");
+    ngx_http_actingweb_ctx_t    *ctx;
+    ngx_http_actingweb_trust_t  *ts;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ts = ctx->data;
+
     rc = ngx_http_actingweb_self_url(r, &ctx->actor_id, &ts->self);
     if (rc != NGX_OK) {
         return rc == NGX_ERROR
                ? NGX_HTTP_INTERNAL_SERVER_ERROR
-               : ngx_http_actingweb_send_error(r,
+               : ngx_http_actingweb_trust_end(r,
                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
                                        "this server has no public URL for "
                                        "peers (actingweb_base_url)");
@@ -475,9 +529,9 @@ ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
         && (ts->type.len != type.len
             || ngx_strncmp(ts->type.data, type.data, type.len) != 0))
     {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "peer is not of the type asked "
-                                           "for");
+        rc = ngx_http_actingweb_trust_end(r, NGX_HTTP_BAD_REQUEST,
+                                          "peer is not of the type asked "
+                                          "for");
         goto done;
     }
 
@@ -487,8 +541,8 @@ ngx_http_actingweb_trust_meta(ngx_http_request_t *r,
         && ngx_strncmp(ts->peerid.data, ctx->actor_id.data,
                        ts->peerid.len) == 0)
     {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "an actor cannot trust itself");
+        rc = ngx_http_actingweb_trust_end(r, NGX_HTTP_BAD_REQUEST,
+                                          "an actor cannot trust itself");
         goto done;
     }
 
@@ -545,29 +599,29 @@ ngx_http_actingweb_trust_stored(ngx_http_request_t *r,
     }
 
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer == 0) {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                           "actor not found");
+        rc = ngx_http_actingweb_trust_end(r, NGX_HTTP_NOT_FOUND,
+                                          "actor not found");
         goto done;
     }
 
     ts->approved = ngx_http_actingweb_trust_flag(ts->rec, "approved");
 
     if (reply->integer == -2) {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
-                                           "a trust with this peer exists: "
-                                           "a new request must be verified "
-                                           "and come from the same "
-                                           "baseuri");
+        rc = ngx_http_actingweb_trust_end(r, NGX_HTTP_FORBIDDEN,
+                                          "a trust with this peer exists: "
+                                          "a new request must be verified "
+                                          "and come from the same "
+                                          "baseuri");
         goto done;
     }
 
     if (reply->integer < 0) {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_FORBIDDEN,
-                                           "trust secret refused");
+        rc = ngx_http_actingweb_trust_end(r, NGX_HTTP_FORBIDDEN,
+                                          "trust secret refused");
         goto done;
     }
 
-    if (ctx->nsegs == 1) {
+    if (ctx->nsegs == 1 && ts->opened == NULL) {
         /* we are B: the request is recorded */
         rc = ngx_http_actingweb_trust_send(r, ts->approved
                                               ? NGX_HTTP_CREATED
@@ -695,6 +749,7 @@ static void
 ngx_http_actingweb_trust_undone(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply)
 {
+    ngx_int_t                    rc;
     ngx_http_actingweb_trust_t  *ts;
 
     ts = ngx_http_actingweb_trust_state(r);
@@ -705,8 +760,11 @@ ngx_http_actingweb_trust_undone(ngx_http_request_t *r,
                       "back after the peer refused", &ts->peerid);
     }
 
-    ngx_http_finalize_request(r,
-        ngx_http_actingweb_send_error(r, ts->status, ts->message));
+    rc = ngx_http_actingweb_trust_end(r, ts->status, ts->message);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
 }
 
 
@@ -1180,8 +1238,8 @@ ngx_http_actingweb_trust_updated(ngx_http_request_t *r,
     }
 
     if (old == NULL) {
-        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,
-                                           "no such trust");
+        rc = ngx_http_actingweb_trust_end(r, NGX_HTTP_NOT_FOUND,
+                                          "no such trust");
         goto done;
     }
 
@@ -1507,7 +1565,6 @@ ngx_http_actingweb_trust_call(ngx_http_request_t *r, ngx_uint_t method,
     ngx_str_t *base, ngx_str_t *path, cJSON *body,
     ngx_http_actingweb_peer_handler_pt handler)
 {
-    ngx_int_t                        rc;
     ngx_http_actingweb_trust_t      *ts;
     ngx_http_actingweb_peer_call_t  *pc;
 
@@ -1541,23 +1598,7 @@ ngx_http_actingweb_trust_call(ngx_http_request_t *r, ngx_uint_t method,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_actingweb_peer_call(r, pc);
-
-    if (rc == NGX_OK) {
-        return NGX_DONE;
-    }
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* refused before any connection: the step sees it as a failed call */
-
-    pc->done = 1;
-    pc->handled = 1;
-    handler(r, pc);
-
-    return NGX_DONE;
+    return ngx_http_actingweb_peer_run(r, pc);
 }
 
 
@@ -1629,6 +1670,10 @@ ngx_http_actingweb_trust_send(ngx_http_request_t *r, ngx_uint_t status,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ts = ctx->data;
+
+    if (ts->opened) {
+        return ngx_http_actingweb_trust_end(r, status, NULL);
+    }
 
     view = ngx_http_actingweb_trust_view(r, rec);
     if (view == NULL || ngx_http_actingweb_json_guard(r, view) != NGX_OK) {
@@ -1711,12 +1756,34 @@ ngx_http_actingweb_trust_fail(ngx_http_request_t *r,
     const char *message)
 {
     if (pc->error != NGX_HTTP_ACTINGWEB_PEER_OK) {
-        return ngx_http_actingweb_send_error(r,
+        return ngx_http_actingweb_trust_end(r,
                                        ngx_http_actingweb_peer_status(pc),
                                        pc->message);
     }
 
-    return ngx_http_actingweb_send_error(r, status, message);
+    return ngx_http_actingweb_trust_end(r, status, message);
+}
+
+
+/* an error answer, or the end of a trust_open() flow (its caller's turn) */
+
+static ngx_int_t
+ngx_http_actingweb_trust_end(ngx_http_request_t *r, ngx_uint_t status,
+    const char *message)
+{
+    ngx_http_actingweb_ctx_t    *ctx;
+    ngx_http_actingweb_trust_t  *ts;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ts = ctx->data;
+
+    if (ts->opened == NULL) {
+        return ngx_http_actingweb_send_error(r, status, message);
+    }
+
+    ctx->data = ts->owner;
+
+    return ts->opened(r, status, message);
 }
 
 
