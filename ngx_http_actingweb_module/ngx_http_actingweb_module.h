@@ -98,6 +98,7 @@ typedef struct {
     ngx_array_t                    *peer_rules;      /* allow/deny */
     ngx_array_t                    *acl;             /* actingweb_acl */
     ngx_flag_t                      peer_open;       /* "allow all" first */
+    ngx_uint_t                      change_log;      /* events kept */
 
     ngx_flag_t                      devtest;
     void                           *thread_pool;     /* for key derivation */
@@ -114,6 +115,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_EP_AWPROXY,
     NGX_HTTP_ACTINGWEB_EP_FANOUT,
     NGX_HTTP_ACTINGWEB_EP_PERMISSIONS,
+    NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS,
     NGX_HTTP_ACTINGWEB_EP_DEVTEST,
     NGX_HTTP_ACTINGWEB_EP_OTHER
 } ngx_http_actingweb_endpoint_e;
@@ -305,6 +307,9 @@ ngx_int_t ngx_http_actingweb_trust_hash(ngx_http_request_t *r,
     ngx_str_t *secret, ngx_str_t *out);
 ngx_int_t ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
     ngx_http_actingweb_step_pt done);
+
+/* subscriptions.c */
+ngx_int_t ngx_http_actingweb_subscriptions(ngx_http_request_t *r);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);
