@@ -532,7 +532,8 @@ done:
 /*
  * What a peer may do here.  /trust checks the peer against the path
  * itself (a token works only on its own /trust/<rel>/<peer>, approved or
- * not); elsewhere we must have approved the trust, and the relationship's
+ * not), /subscriptions here (only its own /subscriptions/<peer>...);
+ * elsewhere we must have approved the trust, and the relationship's
  * ACL (actingweb_acl, else the defaults of the reference) names the
  * methods per endpoint.  Returns NGX_OK or the refusal's status.
  */
@@ -541,7 +542,7 @@ static ngx_int_t
 ngx_http_actingweb_access_acl(ngx_http_request_t *r,
     ngx_http_actingweb_ctx_t *ctx, const char **msg)
 {
-    cJSON      *rel;
+    cJSON      *rel, *peerid;
     ngx_str_t   name;
 
     if (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_TRUST
@@ -550,8 +551,29 @@ ngx_http_actingweb_access_acl(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ctx->peer,
-                                                       "approved")))
+    /*
+     * everything under /subscriptions/<peer> is that peer's own; it may
+     * list its subscriptions before we approved it (as the reference)
+     */
+
+    if (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS) {
+        peerid = cJSON_GetObjectItemCaseSensitive(ctx->peer, "peerid");
+
+        if (ctx->nsegs == 0
+            || !cJSON_IsString(peerid)
+            || ngx_strlen(peerid->valuestring) != ctx->segs[0].len
+            || ngx_strncmp(peerid->valuestring, ctx->segs[0].data,
+                           ctx->segs[0].len) != 0)
+        {
+            *msg = "this token is not for that peer";
+            return NGX_HTTP_FORBIDDEN;
+        }
+    }
+
+    if (!(ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS
+          && ctx->nsegs == 1 && ctx->method == NGX_HTTP_GET)
+        && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ctx->peer,
+                                                          "approved")))
     {
         *msg = "trust not approved";
         return NGX_HTTP_FORBIDDEN;

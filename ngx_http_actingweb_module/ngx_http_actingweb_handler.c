@@ -99,6 +99,13 @@ static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
       NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0, NULL,
       ngx_http_actingweb_permissions },
 
+    /* NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS: the publisher side */
+    { ngx_string("subscriptions"),
+      NGX_HTTP_GET|NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_DELETE,
+      "GET, HEAD, PUT, POST, DELETE",
+      NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0, NULL,
+      ngx_http_actingweb_subscriptions },
+
     /* NGX_HTTP_ACTINGWEB_EP_DEVTEST: configuration switches it on; access
        per path, see devtest_plan */
     { ngx_string("devtest"),

@@ -65,6 +65,8 @@ static ngx_conf_num_bounds_t  ngx_http_actingweb_concurrency_bounds =
     { ngx_conf_check_num_bounds, 1, 10000 };
 static ngx_conf_num_bounds_t  ngx_http_actingweb_retries_bounds =
     { ngx_conf_check_num_bounds, 0, 100 };
+static ngx_conf_num_bounds_t  ngx_http_actingweb_change_log_bounds =
+    { ngx_conf_check_num_bounds, 2, 100000 };
 
 
 static ngx_command_t  ngx_http_actingweb_commands[] = {
@@ -201,6 +203,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("actingweb_change_log"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, change_log),
+      &ngx_http_actingweb_change_log_bounds },
 
     { ngx_string("actingweb_auto_approve"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -467,6 +476,7 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->auto_approve = NGX_CONF_UNSET_PTR;
     alcf->peer_rules = NGX_CONF_UNSET_PTR;
     alcf->acl = NGX_CONF_UNSET_PTR;
+    alcf->change_log = NGX_CONF_UNSET_UINT;
     alcf->devtest = NGX_CONF_UNSET;
     alcf->thread_pool = NGX_CONF_UNSET_PTR;
 
@@ -506,6 +516,7 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              prev->default_relationship, "associate");
 
     ngx_conf_merge_ptr_value(conf->acl, prev->acl, NULL);
+    ngx_conf_merge_uint_value(conf->change_log, prev->change_log, 1000);
 
     if (ngx_http_actingweb_peer_rules_merge(cf, prev, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -963,8 +974,13 @@ ngx_http_actingweb_acl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     {
         acl->endpoint = NGX_HTTP_ACTINGWEB_EP_PROPERTIES;
 
+    } else if (value[2].len == 13
+               && ngx_strncmp(value[2].data, "subscriptions", 13) == 0)
+    {
+        acl->endpoint = NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS;
+
     } else {
-        return "has an unknown endpoint (known: properties)";
+        return "has an unknown endpoint (known: properties, subscriptions)";
     }
 
     for (i = 3; i < cf->args->nelts; i++) {
@@ -999,7 +1015,10 @@ ngx_http_actingweb_acl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* the reference's defaults: friend, partner, admin all; associate reads */
+/*
+ * the reference's defaults: friend, partner, admin all; associate reads;
+ * only friend may subscribe
+ */
 
 ngx_uint_t
 ngx_http_actingweb_acl_allows(ngx_http_request_t *r, ngx_str_t *rel,
@@ -1021,6 +1040,10 @@ ngx_http_actingweb_acl_allows(ngx_http_request_t *r, ngx_str_t *rel,
                 return (acl[i].methods & method) ? 1 : 0;
             }
         }
+    }
+
+    if (endpoint == NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS) {
+        return rel->len == 6 && ngx_strncmp(rel->data, "friend", 6) == 0;
     }
 
     if (endpoint != NGX_HTTP_ACTINGWEB_EP_PROPERTIES) {

@@ -24,7 +24,7 @@
 
 /* option tags served in /meta/actingweb/supported: only what is built */
 #define NGX_HTTP_ACTINGWEB_SUPPORTED                                      \
-    "nestedproperties,trust,trustpermissions"
+    "nestedproperties,subscriptions,trust,trustpermissions"
 
 
 typedef struct ngx_http_actingweb_redis_s  ngx_http_actingweb_redis_t;
@@ -100,6 +100,7 @@ typedef struct {
     ngx_array_t                    *peer_rules;      /* allow/deny */
     ngx_array_t                    *acl;             /* actingweb_acl */
     ngx_flag_t                      peer_open;       /* "allow all" first */
+    ngx_uint_t                      change_log;      /* events kept */
 
     ngx_flag_t                      devtest;
     void                           *thread_pool;     /* for key derivation */
@@ -116,6 +117,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_EP_AWPROXY,
     NGX_HTTP_ACTINGWEB_EP_FANOUT,
     NGX_HTTP_ACTINGWEB_EP_PERMISSIONS,
+    NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS,
     NGX_HTTP_ACTINGWEB_EP_DEVTEST,
     NGX_HTTP_ACTINGWEB_EP_OTHER
 } ngx_http_actingweb_endpoint_e;
@@ -320,6 +322,9 @@ ngx_int_t ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
     ngx_http_actingweb_step_pt done);
 ngx_int_t ngx_http_actingweb_trust_open(ngx_http_request_t *r,
     ngx_str_t *url, ngx_str_t *rel, ngx_http_actingweb_trust_done_pt done);
+
+/* subscriptions.c */
+ngx_int_t ngx_http_actingweb_subscriptions(ngx_http_request_t *r);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);

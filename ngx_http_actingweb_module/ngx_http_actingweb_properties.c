@@ -491,7 +491,7 @@ ngx_http_actingweb_prop_put(ngx_http_request_t *r)
                                          "property value too large");
     }
 
-    a = ngx_http_actingweb_redis_args(r, 7);
+    a = ngx_http_actingweb_redis_args(r, 8);
 
     /* a JSON body is already the event's JSON value; text gets quoted */
 
@@ -669,7 +669,7 @@ ngx_http_actingweb_prop_nested(ngx_http_request_t *r, ngx_str_t *stored,
         goto done;
     }
 
-    a = ngx_http_actingweb_redis_args(r, 10);
+    a = ngx_http_actingweb_redis_args(r, 11);
 
     if (a == NULL
         || ngx_http_actingweb_prop_path(r, pool, n, &path) != NGX_OK
@@ -863,7 +863,7 @@ ngx_http_actingweb_prop_post(ngx_http_request_t *r)
         }
     }
 
-    a = ngx_http_actingweb_redis_args(r, 4 + 2 * n);
+    a = ngx_http_actingweb_redis_args(r, 5 + 2 * n);
 
     if (a == NULL
         || ngx_http_actingweb_prop_keys(r, a) != NGX_OK
@@ -1361,12 +1361,25 @@ static ngx_int_t
 ngx_http_actingweb_prop_keys(ngx_http_request_t *r,
     ngx_http_actingweb_redis_args_t *a)
 {
-    if (ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
-                                      NULL)
-        != NGX_OK)
+    u_char                         *p;
+    ngx_http_actingweb_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+
+    if (p == NULL
+        || ngx_http_actingweb_redis_keys(r, a, "actor", "props", "changes",
+                                         NULL)
+           != NGX_OK
+        || ngx_http_actingweb_redis_creds(r, a) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    return ngx_http_actingweb_redis_creds(r, a);
+    /* ARGV[3]: how many change events the stream keeps */
+
+    return ngx_http_actingweb_redis_arg(a, p,
+                                        ngx_sprintf(p, "%ui",
+                                                    alcf->change_log) - p);
 }

@@ -19,6 +19,8 @@
  *     <prefix>:{<id>}:changes   stream of change events (capped)
  *     <prefix>:{<id>}:trust     hash: peer id -> trust record (JSON)
  *     <prefix>:{<id>}:trustsec  hash: SHA-256 of a trust secret -> peer id
+ *     <prefix>:{<id>}:subs      hash: subscription id -> record (JSON)
+ *     <prefix>:{<id>}:diffs     hash: "<subscription id>:<seq>" -> diff
  */
 
 
@@ -30,14 +32,21 @@
 /*
  * The change hook: each property write appends one event (path as a JSON
  * array of names, op, JSON value) in the same script as the write, so an
- * event exists exactly when the write happened.  Subscriptions turn these
- * into per-subscriber diffs; the stream is capped until they do.
+ * event exists exactly when the write happened, and trims the stream to
+ * the newest ARGV[3] (actingweb_change_log) events.  Subscriptions turn
+ * events into diffs when they are polled, so a write costs the same with
+ * any number of subscribers.  When the actor has subscriptions that want
+ * callbacks ("cbsubs" in its hash), the write also marks the newest event
+ * as pending for callback delivery.
  */
 
 #define NGX_HTTP_ACTINGWEB_LUA_EMIT                                           \
     "local function emit(path, op, value)\n"                                  \
-    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', '64', '*',\n"               \
-    "             'path', path, 'op', op, 'value', value)\n"                  \
+    "  local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], '*',\n"      \
+    "                        'path', path, 'op', op, 'value', value)\n"       \
+    "  if redis.call('HEXISTS', KEYS[1], 'cbsubs') == 1 then\n"               \
+    "    redis.call('HSET', KEYS[1], 'pending', id)\n"                        \
+    "  end\n"                                                                 \
     "end\n"
 
 /*
@@ -74,6 +83,25 @@
 
 
 /*
+ * Drops one subscription record and its diffs that were not cleared;
+ * "cbsubs" counts the actor's subscriptions that want callbacks.
+ */
+
+#define NGX_HTTP_ACTINGWEB_LUA_SUB_DROP                                       \
+    "local function drop(actor, subs, diffs, rec)\n"                          \
+    "  for i = rec.cleared + 1, rec.sequence do\n"                            \
+    "    redis.call('HDEL', diffs, rec.subscriptionid .. ':' .. i)\n"         \
+    "  end\n"                                                                 \
+    "  redis.call('HDEL', subs, rec.subscriptionid)\n"                        \
+    "  if rec.granularity ~= 'none'\n"                                        \
+    "     and redis.call('EXISTS', actor) == 1\n"                             \
+    "     and redis.call('HINCRBY', actor, 'cbsubs', -1) <= 0 then\n"         \
+    "    redis.call('HDEL', actor, 'cbsubs')\n"                               \
+    "  end\n"                                                                 \
+    "end\n"
+
+
+/*
  * Every key of an actor: the suffixes of <prefix>:{<id>}:<suffix>.  Actor
  * delete passes all of them as KEYS and deletes exactly those, so a new
  * kind of per-actor data needs a fixed key name added here (a hash keyed
@@ -86,6 +114,8 @@ const char  *ngx_http_actingweb_actor_keys[] = {
     "changes",
     "trust",
     "trustsec",
+    "subs",
+    "diffs",
     NULL
 };
 
@@ -111,42 +141,43 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes; ARGV: creator, pw, name, stored,
-       path, value */
+    /* KEYS: actor, props, changes; ARGV: creator, pw, change log, name,
+       stored, path, value */
     { "prop_set",
       NGX_HTTP_ACTINGWEB_LUA_PROP
-      "emit(ARGV[5], 'set', ARGV[6])\n"
-      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])\n"
+      "emit(ARGV[6], 'set', ARGV[7])\n"
+      "redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])\n"
       "return 1\n",
       "" },
 
     /*
-     * KEYS: actor, props, changes; ARGV: creator, pw, name, had ("0"/"1"),
-     * old stored, new stored, path, op, value
+     * KEYS: actor, props, changes; ARGV: creator, pw, change log, name,
+     * had ("0"/"1"), old stored, new stored, path, op, value
      * returns -1 when the value changed since it was read
      */
     { "prop_cas",
       NGX_HTTP_ACTINGWEB_LUA_PROP
-      "local cur = redis.call('HGET', KEYS[2], ARGV[3])\n"
-      "if ARGV[4] == '1' then\n"
-      "  if cur ~= ARGV[5] then return -1 end\n"
+      "local cur = redis.call('HGET', KEYS[2], ARGV[4])\n"
+      "if ARGV[5] == '1' then\n"
+      "  if cur ~= ARGV[6] then return -1 end\n"
       "elseif cur then return -1 end\n"
-      "emit(ARGV[7], ARGV[8], ARGV[9])\n"
-      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])\n"
+      "emit(ARGV[8], ARGV[9], ARGV[10])\n"
+      "redis.call('HSET', KEYS[2], ARGV[4], ARGV[7])\n"
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes; ARGV: creator, pw, name, path */
+    /* KEYS: actor, props, changes; ARGV: creator, pw, change log, name,
+       path */
     { "prop_del",
       NGX_HTTP_ACTINGWEB_LUA_PROP
-      "if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then\n"
-      "  emit(ARGV[4], 'delete', '\"\"')\n"
-      "  redis.call('HDEL', KEYS[2], ARGV[3])\n"
+      "if redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1 then\n"
+      "  emit(ARGV[5], 'delete', '\"\"')\n"
+      "  redis.call('HDEL', KEYS[2], ARGV[4])\n"
       "end\n"
       "return 1\n",
       "" },
 
-    /* KEYS: actor, props, changes; ARGV: creator, pw */
+    /* KEYS: actor, props, changes; ARGV: creator, pw, change log */
     { "prop_del_all",
       NGX_HTTP_ACTINGWEB_LUA_PROP
       "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
@@ -157,11 +188,11 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "" },
 
     /* KEYS: actor, props, changes;
-       ARGV: creator, pw, value, name1, stored1, ... */
+       ARGV: creator, pw, change log, value, name1, stored1, ... */
     { "prop_post",
       NGX_HTTP_ACTINGWEB_LUA_PROP
-      "emit('[]', 'merge', ARGV[3])\n"
-      "for i = 4, #ARGV, 2 do\n"
+      "emit('[]', 'merge', ARGV[4])\n"
+      "for i = 5, #ARGV, 2 do\n"
       "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
       "end\n"
       "return 1\n",
@@ -197,17 +228,28 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "" },
 
     /*
-     * KEYS: actor, trust, trustsec; ARGV: peer id, secret hash or ""
-     * (only that trust, not one that replaced it meanwhile)
+     * The peer's subscriptions go with the trust.
+     * KEYS: actor, trust, trustsec, subs, diffs; ARGV: peer id, secret
+     * hash or "" (only that trust, not one that replaced it meanwhile)
      * returns 0: none, -1: another trust now, 1: deleted
      */
     { "trust_del",
+      NGX_HTTP_ACTINGWEB_LUA_SUB_DROP
       "local old = redis.call('HGET', KEYS[2], ARGV[1])\n"
       "if not old then return 0 end\n"
       "local sh = cjson.decode(old)._sh\n"
       "if ARGV[2] ~= '' and sh ~= ARGV[2] then return -1 end\n"
+      "local gone = {}\n"
+      "local all = redis.call('HVALS', KEYS[4])\n"
+      "for _, v in ipairs(all) do\n"
+      "  local rec = cjson.decode(v)\n"
+      "  if rec.peerid == ARGV[1] then gone[#gone + 1] = rec end\n"
+      "end\n"
       "if sh then redis.call('HDEL', KEYS[3], sh) end\n"
       "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+      "for _, rec in ipairs(gone) do\n"
+      "  drop(KEYS[1], KEYS[4], KEYS[5], rec)\n"
+      "end\n"
       "return 1\n",
       "" },
 
@@ -240,6 +282,134 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
     { "actor_set",
       NGX_HTTP_ACTINGWEB_LUA_AUTH
       "redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * A peer's subscription, its cursor at the newest change event (one
+     * is added to an empty stream so that the cursor always names an
+     * event: a cursor that is gone from the stream means trimmed events).
+     * KEYS: actor, trust, subs, changes; ARGV: peer id, subscription id,
+     * record (JSON), "1" if it wants callbacks, change log
+     * returns 0: no actor, -1: no approved trust, -2: id taken, 1: stored
+     */
+    { "sub_create",
+      "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+      "local t = redis.call('HGET', KEYS[2], ARGV[1])\n"
+      "if not t or cjson.decode(t).approved ~= true then return -1 end\n"
+      "if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return -2 end\n"
+      "local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)\n"
+      "local rec = cjson.decode(ARGV[3])\n"
+      "if last[1] then\n"
+      "  rec.cursor = last[1][1]\n"
+      "else\n"
+      "  rec.cursor = redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[5], '*',\n"
+      "                          'path', '[]', 'op', 'none', 'value', 'null')\n"
+      "end\n"
+      "redis.call('HSET', KEYS[3], ARGV[2], cjson.encode(rec))\n"
+      "if ARGV[4] == '1' then\n"
+      "  redis.call('HINCRBY', KEYS[1], 'cbsubs', 1)\n"
+      "end\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * What a poll needs: the record, the peer's trust, the diffs not yet
+     * cleared, and the events from the cursor on (the cursor's own first;
+     * when it is gone, the newest event id instead, for a resync).
+     * KEYS: trust, subs, changes, diffs; ARGV: subscription id, peer id,
+     * how many events
+     * returns nil (no such subscription of that peer) or
+     * {record, trust, {diff...}, {event...}, newest id or false}
+     */
+    { "sub_pending",
+      "local s = redis.call('HGET', KEYS[2], ARGV[1])\n"
+      "if not s then return false end\n"
+      "local rec = cjson.decode(s)\n"
+      "if rec.peerid ~= ARGV[2] then return false end\n"
+      "local t = redis.call('HGET', KEYS[1], ARGV[2])\n"
+      "if not t then return false end\n"
+      "local stored = {}\n"
+      "for i = rec.cleared + 1, rec.sequence do\n"
+      "  stored[#stored + 1] =\n"
+      "    redis.call('HGET', KEYS[4], ARGV[1] .. ':' .. i) or ''\n"
+      "end\n"
+      "local ev = redis.call('XRANGE', KEYS[3], rec.cursor, '+',\n"
+      "                      'COUNT', ARGV[3])\n"
+      "local newest = false\n"
+      "if ev[1] == nil or ev[1][1] ~= rec.cursor then\n"
+      "  local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)\n"
+      "  if last[1] then newest = last[1][1] end\n"
+      "  ev = {}\n"
+      "end\n"
+      "return {s, t, stored, ev, newest}\n",
+      "" },
+
+    /*
+     * Stores the diffs a poll made, numbered on from the sequence it saw,
+     * and moves the cursor: only if no other poll did so meanwhile.
+     * KEYS: subs, diffs; ARGV: subscription id, cursor seen, sequence
+     * seen, new cursor, diff 1, diff 2, ...
+     * returns 0: gone, -1: changed meanwhile, 1: stored
+     */
+    { "sub_store",
+      "local s = redis.call('HGET', KEYS[1], ARGV[1])\n"
+      "if not s then return 0 end\n"
+      "local rec = cjson.decode(s)\n"
+      "if rec.cursor ~= ARGV[2] or rec.sequence ~= tonumber(ARGV[3]) then\n"
+      "  return -1\n"
+      "end\n"
+      "for i = 5, #ARGV do\n"
+      "  redis.call('HSET', KEYS[2], ARGV[1] .. ':' .. (rec.sequence + i - 4),\n"
+      "             ARGV[i])\n"
+      "end\n"
+      "rec.sequence = rec.sequence + #ARGV - 4\n"
+      "rec.cursor = ARGV[4]\n"
+      "redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * KEYS: subs, diffs; ARGV: subscription id, peer id, sequence
+     * returns nil (no such subscription of that peer) or {record, diff}
+     */
+    { "sub_diff",
+      "local s = redis.call('HGET', KEYS[1], ARGV[1])\n"
+      "if not s or cjson.decode(s).peerid ~= ARGV[2] then return false end\n"
+      "return {s, redis.call('HGET', KEYS[2], ARGV[1] .. ':' .. ARGV[3])}\n",
+      "" },
+
+    /*
+     * Clears the diffs up to a sequence (at most the current one).
+     * KEYS: subs, diffs; ARGV: subscription id, peer id, sequence
+     * returns 0: no such subscription of that peer, 1: cleared
+     */
+    { "sub_clear",
+      "local s = redis.call('HGET', KEYS[1], ARGV[1])\n"
+      "if not s then return 0 end\n"
+      "local rec = cjson.decode(s)\n"
+      "if rec.peerid ~= ARGV[2] then return 0 end\n"
+      "local upto = math.min(tonumber(ARGV[3]), rec.sequence)\n"
+      "if upto <= rec.cleared then return 1 end\n"
+      "for i = rec.cleared + 1, upto do\n"
+      "  redis.call('HDEL', KEYS[2], ARGV[1] .. ':' .. i)\n"
+      "end\n"
+      "rec.cleared = upto\n"
+      "redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * KEYS: actor, subs, diffs; ARGV: subscription id, peer id
+     * returns 0: no such subscription of that peer, 1: deleted
+     */
+    { "sub_delete",
+      NGX_HTTP_ACTINGWEB_LUA_SUB_DROP
+      "local s = redis.call('HGET', KEYS[2], ARGV[1])\n"
+      "if not s then return 0 end\n"
+      "local rec = cjson.decode(s)\n"
+      "if rec.peerid ~= ARGV[2] then return 0 end\n"
+      "drop(KEYS[1], KEYS[2], KEYS[3], rec)\n"
       "return 1\n",
       "" },
 

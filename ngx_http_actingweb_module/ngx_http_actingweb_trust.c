@@ -1536,6 +1536,12 @@ ngx_http_actingweb_trust_script(ngx_http_request_t *r,
         rc = ngx_http_actingweb_redis_keys(r, a, "trust", "trustsec", NULL);
         break;
 
+    case NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_DEL:
+        rc = ngx_http_actingweb_redis_keys(r, a, "actor", "trust",
+                                           "trustsec", "subs", "diffs",
+                                           NULL);
+        break;
+
     default:
         rc = ngx_http_actingweb_redis_keys(r, a, "actor", "trust",
                                            "trustsec", NULL);

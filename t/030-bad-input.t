@@ -199,7 +199,7 @@ client intended to send too large body
 === TEST 11: unknown methods and endpoints
 --- request eval
 ["PATCH /aw/{{id}}/properties/x\n{}", "FOO /aw/{{id}}/meta",
- "GET /aw/{{id}}/subscriptions", "GET /aw/{{id}}/nonsense", "GET /aw/{{id}}/devtest/ping"]
+ "GET /aw/{{id}}/sessions", "GET /aw/{{id}}/nonsense", "GET /aw/{{id}}/devtest/ping"]
 --- error_code eval
 [405, 405, 404, 404, 404]
 --- response_body eval
