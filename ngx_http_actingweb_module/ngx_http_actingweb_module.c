@@ -211,6 +211,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       offsetof(ngx_http_actingweb_loc_conf_t, change_log),
       &ngx_http_actingweb_change_log_bounds },
 
+    { ngx_string("actingweb_subscriptions_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, subscriptions_max),
+      &ngx_http_actingweb_concurrency_bounds },
+
     { ngx_string("actingweb_auto_approve"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_actingweb_auto_approve,
@@ -477,6 +484,7 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->peer_rules = NGX_CONF_UNSET_PTR;
     alcf->acl = NGX_CONF_UNSET_PTR;
     alcf->change_log = NGX_CONF_UNSET_UINT;
+    alcf->subscriptions_max = NGX_CONF_UNSET_UINT;
     alcf->devtest = NGX_CONF_UNSET;
     alcf->thread_pool = NGX_CONF_UNSET_PTR;
 
@@ -517,6 +525,8 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_ptr_value(conf->acl, prev->acl, NULL);
     ngx_conf_merge_uint_value(conf->change_log, prev->change_log, 1000);
+    ngx_conf_merge_uint_value(conf->subscriptions_max,
+                              prev->subscriptions_max, 64);
 
     if (ngx_http_actingweb_peer_rules_merge(cf, prev, conf) != NGX_OK) {
         return NGX_CONF_ERROR;

@@ -101,6 +101,7 @@ typedef struct {
     ngx_array_t                    *acl;             /* actingweb_acl */
     ngx_flag_t                      peer_open;       /* "allow all" first */
     ngx_uint_t                      change_log;      /* events kept */
+    ngx_uint_t                      subscriptions_max;   /* per peer */
 
     ngx_flag_t                      devtest;
     void                           *thread_pool;     /* for key derivation */

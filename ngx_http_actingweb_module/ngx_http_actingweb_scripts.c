@@ -88,6 +88,15 @@
  */
 
 #define NGX_HTTP_ACTINGWEB_LUA_SUB_DROP                                       \
+    "local function unlist(subpeer, peer, id)\n"                              \
+    "  local out = {}\n"                                                      \
+    "  local list = redis.call('HGET', subpeer, peer) or ''\n"                \
+    "  for s in string.gmatch(list, '%S+') do\n"                              \
+    "    if s ~= id then out[#out + 1] = s end\n"                             \
+    "  end\n"                                                                 \
+    "  if #out == 0 then redis.call('HDEL', subpeer, peer)\n"                 \
+    "  else redis.call('HSET', subpeer, peer, table.concat(out, ' ')) end\n"  \
+    "end\n"                                                                   \
     "local function drop(actor, subs, diffs, rec)\n"                          \
     "  for i = rec.cleared + 1, rec.sequence do\n"                            \
     "    redis.call('HDEL', diffs, rec.subscriptionid .. ':' .. i)\n"         \
@@ -115,6 +124,7 @@ const char  *ngx_http_actingweb_actor_keys[] = {
     "trust",
     "trustsec",
     "subs",
+    "subpeer",
     "diffs",
     NULL
 };
@@ -229,7 +239,8 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
 
     /*
      * The peer's subscriptions go with the trust.
-     * KEYS: actor, trust, trustsec, subs, diffs; ARGV: peer id, secret
+     * KEYS: actor, trust, trustsec, subs, diffs, subpeer; ARGV: peer id,
+     * secret
      * hash or "" (only that trust, not one that replaced it meanwhile)
      * returns 0: none, -1: another trust now, 1: deleted
      */
@@ -237,16 +248,23 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       NGX_HTTP_ACTINGWEB_LUA_SUB_DROP
       "local old = redis.call('HGET', KEYS[2], ARGV[1])\n"
       "if not old then return 0 end\n"
-      "local sh = cjson.decode(old)._sh\n"
+      "local okd, orec = pcall(cjson.decode, old)\n"
+      "local sh = okd and type(orec) == 'table' and orec._sh or nil\n"
       "if ARGV[2] ~= '' and sh ~= ARGV[2] then return -1 end\n"
       "local gone = {}\n"
-      "local all = redis.call('HVALS', KEYS[4])\n"
-      "for _, v in ipairs(all) do\n"
-      "  local rec = cjson.decode(v)\n"
-      "  if rec.peerid == ARGV[1] then gone[#gone + 1] = rec end\n"
+      "local list = redis.call('HGET', KEYS[6], ARGV[1]) or ''\n"
+      "for id in string.gmatch(list, '%S+') do\n"
+      "  local v = redis.call('HGET', KEYS[4], id)\n"
+      "  local ok, rec = pcall(cjson.decode, v or '')\n"
+      "  if ok and type(rec) == 'table' and rec.peerid == ARGV[1] then\n"
+      "    gone[#gone + 1] = rec\n"
+      "  elseif not ok then\n"
+      "    redis.call('HDEL', KEYS[4], id)\n"
+      "  end\n"
       "end\n"
       "if sh then redis.call('HDEL', KEYS[3], sh) end\n"
       "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+      "redis.call('HDEL', KEYS[6], ARGV[1])\n"
       "for _, rec in ipairs(gone) do\n"
       "  drop(KEYS[1], KEYS[4], KEYS[5], rec)\n"
       "end\n"
@@ -289,15 +307,23 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * A peer's subscription, its cursor at the newest change event (one
      * is added to an empty stream so that the cursor always names an
      * event: a cursor that is gone from the stream means trimmed events).
-     * KEYS: actor, trust, subs, changes; ARGV: peer id, subscription id,
-     * record (JSON), "1" if it wants callbacks, change log
-     * returns 0: no actor, -1: no approved trust, -2: id taken, 1: stored
+     * The peer's subscription ids are listed in subpeer (bounded, and what
+     * a trust's deletion reads, whatever other peers have).
+     * KEYS: actor, trust, subs, changes, subpeer; ARGV: peer id,
+     * subscription id, record (JSON), "1" if it wants callbacks, change
+     * log, most subscriptions per peer
+     * returns 0: no actor, -1: no approved trust, -2: id taken, -3: the
+     * peer has too many, 1: stored
      */
     { "sub_create",
       "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
       "local t = redis.call('HGET', KEYS[2], ARGV[1])\n"
       "if not t or cjson.decode(t).approved ~= true then return -1 end\n"
       "if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return -2 end\n"
+      "local list = redis.call('HGET', KEYS[5], ARGV[1]) or ''\n"
+      "local n = 0\n"
+      "for _ in string.gmatch(list, '%S+') do n = n + 1 end\n"
+      "if n >= tonumber(ARGV[6]) then return -3 end\n"
       "local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)\n"
       "local rec = cjson.decode(ARGV[3])\n"
       "if last[1] then\n"
@@ -307,6 +333,8 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "                          'path', '[]', 'op', 'none', 'value', 'null')\n"
       "end\n"
       "redis.call('HSET', KEYS[3], ARGV[2], cjson.encode(rec))\n"
+      "redis.call('HSET', KEYS[5], ARGV[1],\n"
+      "           list == '' and ARGV[2] or list .. ' ' .. ARGV[2])\n"
       "if ARGV[4] == '1' then\n"
       "  redis.call('HINCRBY', KEYS[1], 'cbsubs', 1)\n"
       "end\n"
@@ -400,7 +428,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "" },
 
     /*
-     * KEYS: actor, subs, diffs; ARGV: subscription id, peer id
+     * KEYS: actor, subs, diffs, subpeer; ARGV: subscription id, peer id
      * returns 0: no such subscription of that peer, 1: deleted
      */
     { "sub_delete",
@@ -410,6 +438,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "local rec = cjson.decode(s)\n"
       "if rec.peerid ~= ARGV[2] then return 0 end\n"
       "drop(KEYS[1], KEYS[2], KEYS[3], rec)\n"
+      "unlist(KEYS[4], ARGV[2], ARGV[1])\n"
       "return 1\n",
       "" },
 

@@ -29,6 +29,7 @@
 
 
 #define NGX_HTTP_ACTINGWEB_SUB_RETRIES   16
+#define NGX_HTTP_ACTINGWEB_SUB_PAGE      128   /* events read per poll */
 #define NGX_HTTP_ACTINGWEB_SEQ_MAX       9007199254740991LL    /* 2^53-1 */
 
 
@@ -68,6 +69,7 @@ static ngx_int_t ngx_http_actingweb_sub_readable(ngx_http_request_t *r,
     cJSON *trust, const char **names, ngx_uint_t n);
 static ngx_int_t ngx_http_actingweb_sub_entry(ngx_http_request_t *r,
     ngx_uint_t seq, redisReply *id, cJSON *data, cJSON **out);
+static ngx_uint_t ngx_http_actingweb_sub_last_resync(cJSON *data);
 static ngx_int_t ngx_http_actingweb_sub_resync(ngx_http_request_t *r,
     ngx_uint_t seq, redisReply *id, cJSON **out);
 static void ngx_http_actingweb_sub_stored(ngx_http_request_t *r,
@@ -502,8 +504,8 @@ ngx_http_actingweb_sub_create(ngx_http_request_t *r)
 
     st->rec = rec;
 
-    a = ngx_http_actingweb_sub_args(r, 9, "actor", "trust", "subs",
-                                    "changes", NULL);
+    a = ngx_http_actingweb_sub_args(r, 11, "actor", "trust", "subs",
+                                    "changes", "subpeer", NULL);
 
     if (a == NULL
         || ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
@@ -514,7 +516,9 @@ ngx_http_actingweb_sub_create(ngx_http_request_t *r)
         || ngx_http_actingweb_redis_arg(a, (u_char *)
                                         (ngx_strcmp(gran, "none") ? "1" : "0"),
                                         1) != NGX_OK
-        || ngx_http_actingweb_sub_num(r, a, alcf->change_log) != NGX_OK)
+        || ngx_http_actingweb_sub_num(r, a, alcf->change_log) != NGX_OK
+        || ngx_http_actingweb_sub_num(r, a, alcf->subscriptions_max)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -600,6 +604,13 @@ ngx_http_actingweb_sub_created(ngx_http_request_t *r,
                                            "trust gone or not approved");
         goto done;
 
+    case -3:
+        rc = ngx_http_actingweb_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                           "too many subscriptions for "
+                                           "this peer "
+                                           "(actingweb_subscriptions_max)");
+        goto done;
+
     default:
         rc = ngx_http_actingweb_send_error(r, NGX_HTTP_CONFLICT,
                                            "subscription id in use, "
@@ -649,24 +660,26 @@ ngx_http_actingweb_sub_poll(ngx_http_request_t *r)
     ngx_int_t                         rc;
     ngx_http_actingweb_sub_t         *st;
     ngx_http_actingweb_ctx_t         *ctx;
-    ngx_http_actingweb_loc_conf_t    *alcf;
     ngx_http_actingweb_redis_args_t  *a;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     st = ctx->data;
 
     a = ngx_http_actingweb_sub_args(r, 7, "trust", "subs", "changes",
                                     "diffs", NULL);
 
-    /* the cursor's own event comes first: one more than a log's worth */
+    /*
+     * the cursor's own event comes first, then at most a page of events:
+     * a poll's work is bounded, the rest waits for the next poll
+     */
 
     if (a == NULL
         || ngx_http_actingweb_redis_arg(a, st->subid.data, st->subid.len)
            != NGX_OK
         || ngx_http_actingweb_redis_arg(a, ctx->segs[0].data,
                                         ctx->segs[0].len) != NGX_OK
-        || ngx_http_actingweb_sub_num(r, a, alcf->change_log + 1) != NGX_OK)
+        || ngx_http_actingweb_sub_num(r, a, NGX_HTTP_ACTINGWEB_SUB_PAGE + 1)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -782,9 +795,17 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
 
     cursor = NULL;
 
-    if (newest->type == REDIS_REPLY_STRING) {
+    if (newest->type == REDIS_REPLY_STRING
+        && (pending >= alcf->change_log
+            || ngx_http_actingweb_sub_last_resync(st->data)))
+    {
+        /* lost again: one resync waiting uncleared says it already */
+        cursor = newest;
+
+    } else if (newest->type == REDIS_REPLY_STRING) {
         /* the cursor was trimmed away: events were lost, start over */
 
+        pending++;
         text = ngx_array_push(&texts);
 
         if (text == NULL
@@ -883,7 +904,7 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
     size_t                     i;
     ngx_int_t                  rc;
     ngx_uint_t                 ns, nw, del;
-    redisReply                *f, *k, *v;
+    redisReply                *f, *k, *v, *vr;
     const char                *err, *op, *sub[2], *names[2];
     ngx_http_actingweb_sub_t  *st;
     ngx_http_actingweb_ctx_t  *ctx;
@@ -907,6 +928,7 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
     f = ev->element[1];
     path = NULL;
     value = NULL;
+    vr = NULL;
     op = NULL;
 
     for (i = 0; i + 1 < f->elements; i += 2) {
@@ -922,8 +944,7 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
                                                  v->len, &err);
 
         } else if (k->len == 5 && ngx_strncmp(k->str, "value", 5) == 0) {
-            value = ngx_http_actingweb_json_parse(r, (u_char *) v->str,
-                                                  v->len, &err);
+            vr = v;
 
         } else if (k->len == 2 && ngx_strncmp(k->str, "op", 2) == 0) {
             op = (v->len == 6 && ngx_strncmp(v->str, "delete", 6) == 0)
@@ -934,7 +955,7 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
     }
 
     if (op == NULL || ngx_strcmp(op, "none") == 0
-        || !cJSON_IsArray(path) || value == NULL)
+        || !cJSON_IsArray(path) || vr == NULL)
     {
         return NGX_DECLINED;
     }
@@ -947,6 +968,23 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
         if ((sub[1] = ngx_http_actingweb_sub_str(st->rec, "resource"))) {
             ns++;
         }
+    }
+
+    /* a write on another branch: its value is not even parsed */
+
+    for (i = 0; i < ns && i < (size_t) cJSON_GetArraySize(path); i++) {
+        item = cJSON_GetArrayItem(path, (int) i);
+
+        if (cJSON_IsString(item) && ngx_strcmp(item->valuestring, sub[i]))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    value = ngx_http_actingweb_json_parse(r, (u_char *) vr->str, vr->len,
+                                          &err);
+    if (value == NULL) {
+        return NGX_DECLINED;
     }
 
     del = (ngx_strcmp(op, "delete") == 0);
@@ -1507,7 +1545,8 @@ ngx_http_actingweb_sub_delete(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     st = ctx->data;
 
-    a = ngx_http_actingweb_sub_args(r, 5, "actor", "subs", "diffs", NULL);
+    a = ngx_http_actingweb_sub_args(r, 6, "actor", "subs", "diffs",
+                                    "subpeer", NULL);
 
     if (a == NULL
         || ngx_http_actingweb_redis_arg(a, st->subid.data, st->subid.len)
@@ -1638,4 +1677,19 @@ ngx_http_actingweb_sub_str(cJSON *rec, const char *name)
     item = cJSON_GetObjectItemCaseSensitive(rec, name);
 
     return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+
+/* the newest diff waiting uncleared is a resync */
+
+static ngx_uint_t
+ngx_http_actingweb_sub_last_resync(cJSON *data)
+{
+    cJSON  *last, *type;
+
+    last = cJSON_GetArrayItem(data, cJSON_GetArraySize(data) - 1);
+    type = cJSON_GetObjectItemCaseSensitive(last, "type");
+
+    return cJSON_IsString(type) && ngx_strcmp(type->valuestring, "resync")
+                                   == 0;
 }

@@ -58,6 +58,7 @@ CONF
         actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/r;
         actingweb_peer_allow 127.0.0.1;
         actingweb_change_log 3;
+        actingweb_subscriptions_max 2;
     }
     location /tob/ {
         proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT/;
@@ -460,3 +461,60 @@ rsub = json:subscriptionid
 --- response_body_json eval
 [undef, undef,
  '{"...": 1, "sequence": 3, "data": [{"...": 1, "sequence": 1, "type": "resync"}, {"sequence": 2, "timestamp": "{{ANY}}", "data": 6}, {"sequence": 3, "timestamp": "{{ANY}}", "data": 7}]}']
+
+
+
+=== TEST 22: polls that never clear: at most actingweb_change_log diffs wait, resyncs included
+--- request eval
+[(map({ (("PUT /r/{{r}}/properties/p\n$_") x 5, "GET /r/{{r}}/subscriptions/{{b}}/{{rsub}}") } 1..3))]
+--- more_headers eval
+[(map({ (("Authorization: {{basic:alice:pa}}") x 5, "Authorization: Bearer {{rs}}") } 1..3))]
+--- error_code eval
+[(map({ ((204) x 5, 200) } 1..3))]
+--- response_body_json eval
+[(map({ ((undef) x 5, '{"...": 1, "sequence": 3, "data": [{"...": 1}, {"...": 1}, {"...": 1}]}') } 1..3))]
+
+
+
+=== TEST 23: a peer may hold actingweb_subscriptions_max subscriptions (2 here): then 429
+--- request eval
+["POST /r/{{r}}/subscriptions/{{b}}\n{\"target\": \"properties\"}",
+ "POST /r/{{r}}/subscriptions/{{b}}\n{\"target\": \"properties\"}",
+ "GET /r/{{r}}/subscriptions/{{b}}"]
+--- more_headers
+Authorization: Bearer {{rs}}
+--- error_code eval
+[201, 429, 200]
+--- response_body_json eval
+[undef,
+ '{"error": {"code": 429, "message": "too many subscriptions for this peer (actingweb_subscriptions_max)"}}',
+ '{"...": 1, "data": [{"...": 1}, {"...": 1}]}']
+
+
+
+=== TEST 24: a damaged subscription record does not stop the trust's deletion
+--- init
+ActingWeb::Test::redis_cmd('HSET',
+    "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . main::captured('r') . "}:subs",
+    main::captured('rsub'), 'not json');
+--- request eval
+["DELETE /r/{{r}}/trust/friend/{{b}}?peer=true", "GET /r/{{r}}/subscriptions"]
+--- error_code eval
+[204, 200]
+--- response_body_json eval
+[undef, '{"...": 1, "data": []}']
+
+
+
+
+=== TEST 25: nothing of R's subscriptions with B is left in Redis
+--- init
+Test::More::is(ActingWeb::Test::redis_cmd('HLEN',
+    "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . main::captured('r') . "}:subs"), 0,
+    'no subscription records left');
+Test::More::is(ActingWeb::Test::redis_cmd('HLEN',
+    "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . main::captured('r') . "}:subpeer"), 0,
+    'no per-peer index left');
+--- request
+GET /r/{{r}}/subscriptions
+--- error_code: 200
