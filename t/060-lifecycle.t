@@ -54,7 +54,7 @@ sub reload_and_wait {
     chomp(my $master = <$fh>);
     my $before = () = log_text() =~ /worker process \d+ exited/g;
     kill 'HUP', $master or die "HUP $master: $!";
-    for (1 .. 200 * $Slow) {
+    for (1 .. 600 * $Slow) {
         my $now = () = log_text() =~ /worker process \d+ exited/g;
         return if $now - $before >= $old_workers;
         select undef, undef, undef, 0.05;
