@@ -118,6 +118,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_EP_FANOUT,
     NGX_HTTP_ACTINGWEB_EP_PERMISSIONS,
     NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS,
+    NGX_HTTP_ACTINGWEB_EP_CALLBACKS,
     NGX_HTTP_ACTINGWEB_EP_DEVTEST,
     NGX_HTTP_ACTINGWEB_EP_OTHER
 } ngx_http_actingweb_endpoint_e;
@@ -325,6 +326,12 @@ ngx_int_t ngx_http_actingweb_trust_open(ngx_http_request_t *r,
 
 /* subscriptions.c */
 ngx_int_t ngx_http_actingweb_subscriptions(ngx_http_request_t *r);
+
+/* callbacks.c: the subscriber's side */
+ngx_int_t ngx_http_actingweb_callbacks(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_outsub_create(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_outsub_delete(ngx_http_request_t *r,
+    ngx_str_t *peerid, ngx_str_t *subid);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);
