@@ -75,9 +75,10 @@ typedef struct {
 
 static ngx_int_t ngx_http_actingweb_cb_state(ngx_http_request_t *r,
     ngx_http_actingweb_cb_mode_e mode, ngx_str_t *peerid, ngx_str_t *subid);
-static ngx_int_t ngx_http_actingweb_cb_payload(ngx_http_request_t *r);
-static ngx_int_t ngx_http_actingweb_cb_inflate(ngx_http_request_t *r,
-    ngx_str_t *body);
+static ngx_uint_t ngx_http_actingweb_cb_payload(ngx_http_request_t *r,
+    const char **msg);
+static ngx_uint_t ngx_http_actingweb_cb_inflate(ngx_http_request_t *r,
+    ngx_str_t *body, const char **msg);
 static ngx_int_t ngx_http_actingweb_cb_read(ngx_http_request_t *r);
 static void ngx_http_actingweb_cb_got(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
@@ -139,6 +140,8 @@ ngx_int_t
 ngx_http_actingweb_callbacks(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
+    ngx_uint_t                     status;
+    const char                    *msg;
     ngx_table_elt_t               *h;
     ngx_http_actingweb_ctx_t      *ctx;
     ngx_http_actingweb_cb_mode_e   mode;
@@ -195,9 +198,14 @@ ngx_http_actingweb_callbacks(ngx_http_request_t *r)
     }
 
     if (mode == NGX_HTTP_ACTINGWEB_CB_CALLBACK) {
-        rc = ngx_http_actingweb_cb_payload(r);
-        if (rc != NGX_OK) {
-            return rc;
+        status = ngx_http_actingweb_cb_payload(r, &msg);
+
+        if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            return status;
+        }
+
+        if (status) {
+            return ngx_http_actingweb_send_error(r, status, msg);
         }
     }
 
@@ -383,12 +391,12 @@ ngx_http_actingweb_cb_state(ngx_http_request_t *r,
  * read, so a bad callback changes nothing.
  */
 
-static ngx_int_t
-ngx_http_actingweb_cb_payload(ngx_http_request_t *r)
+static ngx_uint_t
+ngx_http_actingweb_cb_payload(ngx_http_request_t *r, const char **msg)
 {
     cJSON                     *in, *type, *item;
     double                     seq;
-    ngx_int_t                  rc;
+    ngx_uint_t                 rc;
     ngx_str_t                  body, v;
     const char                *err;
     ngx_table_elt_t           *h;
@@ -410,14 +418,12 @@ ngx_http_actingweb_cb_payload(ngx_http_request_t *r)
         if (!(h->value.len == 4
               && ngx_strncasecmp(h->value.data, (u_char *) "gzip", 4) == 0))
         {
-            return ngx_http_actingweb_send_error(r,
-                                        NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                        "Content-Encoding must be gzip "
-                                        "or none");
+            *msg = "Content-Encoding must be gzip or none";
+            return NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
         }
 
-        rc = ngx_http_actingweb_cb_inflate(r, &body);
-        if (rc != NGX_OK) {
+        rc = ngx_http_actingweb_cb_inflate(r, &body, msg);
+        if (rc) {
             return rc;
         }
     }
@@ -428,7 +434,8 @@ ngx_http_actingweb_cb_payload(ngx_http_request_t *r)
                   : NULL;
 
     if (!cJSON_IsObject(in)) {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST, err);
+        *msg = err;
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     type = cJSON_GetObjectItemCaseSensitive(in, "type");
@@ -438,50 +445,46 @@ ngx_http_actingweb_cb_payload(ngx_http_request_t *r)
                       || ngx_strcmp(type->valuestring, "resync") == 0
                       || ngx_strcmp(type->valuestring, "permission") == 0)))
     {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "\"type\" is \"diff\", "
-                                             "\"resync\" or \"permission\"");
+        *msg = "\"type\" is \"diff\", \"resync\" or \"permission\"";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     if (ngx_http_actingweb_json_str(in, "subscriptionid", &v) == NGX_OK
         && (v.len != st->subid.len
             || ngx_strncmp(v.data, st->subid.data, v.len) != 0))
     {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "\"subscriptionid\" is not "
-                                             "the one in the URL");
+        *msg = "\"subscriptionid\" is not the one in the URL";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     st->in = in;
 
     if (type && ngx_strcmp(type->valuestring, "permission") == 0) {
         /* no sequence, nothing of the subscription: acknowledged */
-        return NGX_OK;
+        return 0;
     }
 
     if (ngx_http_actingweb_cb_seq(in, &seq) != NGX_OK || seq < 1) {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "\"sequence\" must be an "
-                                             "integer from 1 to 2^53-1");
+        *msg = "\"sequence\" must be an integer from 1 to 2^53-1";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     item = cJSON_GetObjectItemCaseSensitive(in, "url");
 
     if (item && !cJSON_IsString(item)) {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "\"url\" must be a string");
+        *msg = "\"url\" must be a string";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     if ((type == NULL || ngx_strcmp(type->valuestring, "diff") == 0)
         && item == NULL
         && cJSON_GetObjectItemCaseSensitive(in, "data") == NULL)
     {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "a diff has \"data\" (high) "
-                                             "or \"url\" (low)");
+        *msg = "a diff has \"data\" (high) or \"url\" (low)";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
-    return NGX_OK;
+    return 0;
 }
 
 
@@ -491,8 +494,9 @@ ngx_http_actingweb_cb_payload(ngx_http_request_t *r)
  * refused before it grows.
  */
 
-static ngx_int_t
-ngx_http_actingweb_cb_inflate(ngx_http_request_t *r, ngx_str_t *body)
+static ngx_uint_t
+ngx_http_actingweb_cb_inflate(ngx_http_request_t *r, ngx_str_t *body,
+    const char **msg)
 {
     int                        zrc;
     u_char                    *out, *bigger;
@@ -507,8 +511,8 @@ ngx_http_actingweb_cb_inflate(ngx_http_request_t *r, ngx_str_t *body)
           : NGX_HTTP_ACTINGWEB_CB_INFLATE;
 
     if (body->len == 0) {
-        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "empty gzip body");
+        *msg = "empty gzip body";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     size = ngx_min(max, ngx_max(body->len * 4, 4096));
@@ -538,22 +542,21 @@ ngx_http_actingweb_cb_inflate(ngx_http_request_t *r, ngx_str_t *body)
             break;
         }
 
-        if (zrc == Z_BUF_ERROR && z.avail_in == 0) {
-            zrc = Z_DATA_ERROR;                   /* truncated */
-        }
+        /* all input taken, room left, no end: truncated */
 
-        if (zrc != Z_OK && zrc != Z_BUF_ERROR) {
+        if ((zrc != Z_OK && zrc != Z_BUF_ERROR)
+            || (z.avail_out && z.avail_in == 0))
+        {
             inflateEnd(&z);
-            return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "body is not valid gzip");
+            *msg = "body is not valid gzip";
+            return NGX_HTTP_BAD_REQUEST;
         }
 
         if (z.avail_out == 0) {
             if (size >= max) {
                 inflateEnd(&z);
-                return ngx_http_actingweb_send_error(r,
-                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "inflated body is too large");
+                *msg = "inflated body is too large";
+                return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
 
             bigger = ngx_pnalloc(r->pool, ngx_min(max, size * 2));
@@ -577,7 +580,7 @@ ngx_http_actingweb_cb_inflate(ngx_http_request_t *r, ngx_str_t *body)
 
     inflateEnd(&z);
 
-    return NGX_OK;
+    return 0;
 }
 
 
@@ -1222,8 +1225,10 @@ ngx_http_actingweb_cb_apply(ngx_http_request_t *r, double seq,
         return NGX_ERROR;
     }
 
+    /* the replacement gets the name: a duplicate may have none */
+
     if (node) {
-        cJSON_ReplaceItemViaPointer(parent, node, dup);
+        cJSON_ReplaceItemInObjectCaseSensitive(parent, name, dup);
 
     } else {
         cJSON_AddItemToObject(parent, name, dup);
@@ -1262,7 +1267,7 @@ ngx_http_actingweb_cb_merge(cJSON *node, cJSON *diff)
         }
 
         if (old) {
-            cJSON_ReplaceItemViaPointer(node, old, dup);
+            cJSON_ReplaceItemInObjectCaseSensitive(node, item->string, dup);
 
         } else {
             cJSON_AddItemToObject(node, item->string, dup);
