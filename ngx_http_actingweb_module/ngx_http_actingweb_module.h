@@ -24,7 +24,8 @@
 
 /* option tags served in /meta/actingweb/supported: only what is built */
 #define NGX_HTTP_ACTINGWEB_SUPPORTED                                      \
-    "nestedproperties,subscriptions,trust,trustpermissions"
+    "callbackcompression,nestedproperties,subscriptionresync,"            \
+    "subscriptions,trust,trustpermissions"
 
 
 typedef struct ngx_http_actingweb_redis_s  ngx_http_actingweb_redis_t;
