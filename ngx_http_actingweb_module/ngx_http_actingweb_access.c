@@ -552,6 +552,27 @@ ngx_http_actingweb_access_acl(ngx_http_request_t *r,
     }
 
     /*
+     * /callbacks/subscriptions/<peer>/... takes only that peer's token;
+     * the subscription we asked for is all the permission it needs
+     */
+
+    if (ctx->endpoint == NGX_HTTP_ACTINGWEB_EP_CALLBACKS) {
+        peerid = cJSON_GetObjectItemCaseSensitive(ctx->peer, "peerid");
+
+        if (ctx->nsegs < 2
+            || !cJSON_IsString(peerid)
+            || ngx_strlen(peerid->valuestring) != ctx->segs[1].len
+            || ngx_strncmp(peerid->valuestring, ctx->segs[1].data,
+                           ctx->segs[1].len) != 0)
+        {
+            *msg = "this token is not for that peer";
+            return NGX_HTTP_FORBIDDEN;
+        }
+
+        return NGX_OK;
+    }
+
+    /*
      * everything under /subscriptions/<peer> is that peer's own; it may
      * list its subscriptions before we approved it (as the reference)
      */

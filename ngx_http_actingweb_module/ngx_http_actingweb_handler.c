@@ -106,6 +106,12 @@ static ngx_http_actingweb_route_t  ngx_http_actingweb_routes[] = {
       NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0, NULL,
       ngx_http_actingweb_subscriptions },
 
+    /* NGX_HTTP_ACTINGWEB_EP_CALLBACKS: the subscriber side */
+    { ngx_string("callbacks"), NGX_HTTP_GET|NGX_HTTP_POST|NGX_HTTP_DELETE,
+      "GET, HEAD, POST, DELETE",
+      NGX_HTTP_ACTINGWEB_ACCESS_PEER, 0, NULL,
+      ngx_http_actingweb_callbacks },
+
     /* NGX_HTTP_ACTINGWEB_EP_DEVTEST: configuration switches it on; access
        per path, see devtest_plan */
     { ngx_string("devtest"),

@@ -24,7 +24,8 @@
 
 /* option tags served in /meta/actingweb/supported: only what is built */
 #define NGX_HTTP_ACTINGWEB_SUPPORTED                                      \
-    "nestedproperties,subscriptions,trust,trustpermissions"
+    "callbackcompression,nestedproperties,subscriptionresync,"            \
+    "subscriptions,trust,trustpermissions"
 
 
 typedef struct ngx_http_actingweb_redis_s  ngx_http_actingweb_redis_t;
@@ -119,6 +120,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_EP_FANOUT,
     NGX_HTTP_ACTINGWEB_EP_PERMISSIONS,
     NGX_HTTP_ACTINGWEB_EP_SUBSCRIPTIONS,
+    NGX_HTTP_ACTINGWEB_EP_CALLBACKS,
     NGX_HTTP_ACTINGWEB_EP_DEVTEST,
     NGX_HTTP_ACTINGWEB_EP_OTHER
 } ngx_http_actingweb_endpoint_e;
@@ -326,6 +328,12 @@ ngx_int_t ngx_http_actingweb_trust_open(ngx_http_request_t *r,
 
 /* subscriptions.c */
 ngx_int_t ngx_http_actingweb_subscriptions(ngx_http_request_t *r);
+
+/* callbacks.c: the subscriber's side */
+ngx_int_t ngx_http_actingweb_callbacks(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_outsub_create(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_outsub_delete(ngx_http_request_t *r,
+    ngx_str_t *peerid, ngx_str_t *subid);
 
 /* properties.c */
 ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);

@@ -21,6 +21,10 @@
  *     <prefix>:{<id>}:trustsec  hash: SHA-256 of a trust secret -> peer id
  *     <prefix>:{<id>}:subs      hash: subscription id -> record (JSON)
  *     <prefix>:{<id>}:diffs     hash: "<subscription id>:<seq>" -> diff
+ *     <prefix>:{<id>}:outsubs   hash: subscription id -> our subscription
+ *                               at a peer (JSON, "callback": true)
+ *     <prefix>:{<id>}:remote    hash: peer id -> our copy of its data
+ *     <prefix>:{<id>}:applied   stream of applied changes (capped)
  */
 
 
@@ -126,6 +130,9 @@ const char  *ngx_http_actingweb_actor_keys[] = {
     "subs",
     "subpeer",
     "diffs",
+    "outsubs",
+    "remote",
+    "applied",
     NULL
 };
 
@@ -238,9 +245,10 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "" },
 
     /*
-     * The peer's subscriptions go with the trust.
-     * KEYS: actor, trust, trustsec, subs, diffs, subpeer; ARGV: peer id,
-     * secret
+     * The peer's subscriptions go with the trust, ours at the peer and
+     * our copy of its data too.
+     * KEYS: actor, trust, trustsec, subs, diffs, subpeer, outsubs, remote;
+     * ARGV: peer id, secret
      * hash or "" (only that trust, not one that replaced it meanwhile)
      * returns 0: none, -1: another trust now, 1: deleted
      */
@@ -262,12 +270,24 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "    redis.call('HDEL', KEYS[4], id)\n"
       "  end\n"
       "end\n"
+      "local outgone = {}\n"
+      "local out = redis.call('HGETALL', KEYS[7])\n"
+      "for i = 1, #out, 2 do\n"
+      "  local ok, rec = pcall(cjson.decode, out[i + 1])\n"
+      "  if not ok or type(rec) ~= 'table' or rec.peerid == ARGV[1] then\n"
+      "    outgone[#outgone + 1] = out[i]\n"
+      "  end\n"
+      "end\n"
       "if sh then redis.call('HDEL', KEYS[3], sh) end\n"
       "redis.call('HDEL', KEYS[2], ARGV[1])\n"
       "redis.call('HDEL', KEYS[6], ARGV[1])\n"
       "for _, rec in ipairs(gone) do\n"
       "  drop(KEYS[1], KEYS[4], KEYS[5], rec)\n"
       "end\n"
+      "for _, id in ipairs(outgone) do\n"
+      "  redis.call('HDEL', KEYS[7], id)\n"
+      "end\n"
+      "redis.call('HDEL', KEYS[8], ARGV[1])\n"
       "return 1\n",
       "" },
 
@@ -439,6 +459,78 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "if rec.peerid ~= ARGV[2] then return 0 end\n"
       "drop(KEYS[1], KEYS[2], KEYS[3], rec)\n"
       "unlist(KEYS[4], ARGV[2], ARGV[1])\n"
+      "return 1\n",
+      "" },
+
+    /* KEYS: subs, outsubs; returns {inbound records, outbound records} */
+    { "sub_list",
+      "return {redis.call('HVALS', KEYS[1]), redis.call('HVALS', KEYS[2])}\n",
+      "" },
+
+    /*
+     * The subscriber's side (callbacks.c): our subscription at a peer,
+     * our copy of the peer's data and the trust with the peer.
+     * KEYS: trust, outsubs, remote; ARGV: subscription id, peer id
+     * returns {record or false, copy or false, trust or false}
+     */
+    { "outsub_get",
+      "local s = redis.call('HGET', KEYS[2], ARGV[1])\n"
+      "if s and cjson.decode(s).peerid ~= ARGV[2] then s = false end\n"
+      "return {s, redis.call('HGET', KEYS[3], ARGV[2]),\n"
+      "        redis.call('HGET', KEYS[1], ARGV[2])}\n",
+      "" },
+
+    /*
+     * Stores what a callback, a poll or a baseline applied: the record
+     * and the copy, only if neither changed since they were read, and
+     * appends each applied change to the stream.
+     * KEYS: actor, trust, outsubs, remote, applied; ARGV: subscription
+     * id, peer id, sequence seen ("new": must not exist), record, copy
+     * seen ("" none), copy, stream length, path (JSON), then per change:
+     * sequence, type, data
+     * returns 0: gone, -1: changed meanwhile, -2: id taken, -3: no
+     * trust, 1: stored
+     */
+    { "outsub_apply",
+      "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+      "if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return -3 end\n"
+      "local s = redis.call('HGET', KEYS[3], ARGV[1])\n"
+      "if ARGV[3] == 'new' then\n"
+      "  if s then return -2 end\n"
+      "else\n"
+      "  if not s then return 0 end\n"
+      "  local rec = cjson.decode(s)\n"
+      "  if rec.peerid ~= ARGV[2] then return 0 end\n"
+      "  if rec.sequence ~= tonumber(ARGV[3]) then return -1 end\n"
+      "end\n"
+      "if (redis.call('HGET', KEYS[4], ARGV[2]) or '') ~= ARGV[5] then\n"
+      "  return -1\n"
+      "end\n"
+      "redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])\n"
+      "redis.call('HSET', KEYS[4], ARGV[2], ARGV[6])\n"
+      "for i = 9, #ARGV, 3 do\n"
+      "  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*',\n"
+      "             'peerid', ARGV[2], 'subscriptionid', ARGV[1],\n"
+      "             'sequence', ARGV[i], 'type', ARGV[i + 1],\n"
+      "             'path', ARGV[8], 'data', ARGV[i + 2])\n"
+      "end\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * Drops our subscription at a peer; the copy of the peer's data goes
+     * with the last one.
+     * KEYS: outsubs, remote; ARGV: subscription id, peer id
+     * returns 0: none, 1: deleted
+     */
+    { "outsub_delete",
+      "local s = redis.call('HGET', KEYS[1], ARGV[1])\n"
+      "if not s or cjson.decode(s).peerid ~= ARGV[2] then return 0 end\n"
+      "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+      "for _, v in ipairs(redis.call('HVALS', KEYS[1])) do\n"
+      "  if cjson.decode(v).peerid == ARGV[2] then return 1 end\n"
+      "end\n"
+      "redis.call('HDEL', KEYS[2], ARGV[2])\n"
       "return 1\n",
       "" },
 

@@ -148,10 +148,7 @@ ngx_http_actingweb_subscriptions(ngx_http_request_t *r)
 
     case NGX_HTTP_POST:
         if (ctx->nsegs == 0) {
-            return ngx_http_actingweb_send_error(r,
-                                              NGX_HTTP_NOT_IMPLEMENTED,
-                                              "subscribing at a peer is not "
-                                              "supported yet");
+            return ngx_http_actingweb_outsub_create(r);
         }
 
         if (ctx->nsegs == 1) {
@@ -197,17 +194,16 @@ ngx_http_actingweb_sub_list(ngx_http_request_t *r)
     ngx_int_t                         rc;
     ngx_http_actingweb_redis_args_t  *a;
 
-    a = ngx_http_actingweb_redis_args(r, 2);
+    /* the peers' subscriptions here and ours at peers (callbacks.c) */
 
-    if (a == NULL
-        || ngx_http_actingweb_redis_arg(a, (u_char *) "HVALS", 5) != NGX_OK
-        || ngx_http_actingweb_redis_keys(r, a, "subs", NULL) != NGX_OK)
-    {
+    a = ngx_http_actingweb_sub_args(r, 2, "subs", "outsubs", NULL);
+    if (a == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_actingweb_redis_command(r, a,
-                                          ngx_http_actingweb_sub_listed);
+    rc = ngx_http_actingweb_redis_script(r,
+                                         NGX_HTTP_ACTINGWEB_SCRIPT_SUB_LIST,
+                                         a, ngx_http_actingweb_sub_listed);
 
     return ngx_http_actingweb_redis_started(r, rc);
 }
@@ -222,6 +218,7 @@ ngx_http_actingweb_sub_listed(ngx_http_request_t *r,
     ngx_int_t                  rc;
     ngx_str_t                  want[4];
     ngx_uint_t                 k;
+    redisReply                *in, *list;
     ngx_http_actingweb_ctx_t  *ctx;
 
     static const char  *names[] = {
@@ -231,7 +228,9 @@ ngx_http_actingweb_sub_listed(ngx_http_request_t *r,
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK
-        || reply->type != REDIS_REPLY_ARRAY)
+        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_ARRAY
+        || reply->element[1]->type != REDIS_REPLY_ARRAY)
     {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
         goto done;
@@ -277,8 +276,16 @@ ngx_http_actingweb_sub_listed(ngx_http_request_t *r,
         goto done;
     }
 
-    for (i = 0; i < reply->elements; i++) {
-        rec = ngx_http_actingweb_sub_parse(r, reply->element[i]);
+    /* the inbound records, then the outbound ones */
+
+    in = reply->element[0];
+    list = reply->element[1];
+
+    for (i = 0; i < in->elements + list->elements; i++) {
+        rec = ngx_http_actingweb_sub_parse(r, i < in->elements
+                                              ? in->element[i]
+                                              : list->element[i
+                                                          - in->elements]);
         if (rec == NULL) {
             continue;
         }
@@ -363,7 +370,14 @@ ngx_http_actingweb_sub_view(ngx_http_request_t *r, cJSON *rec,
         cJSON_AddItemToObject(view, names[i], item);
     }
 
-    if (peer && cJSON_AddFalseToObject(view, "callback") == NULL) {
+    /* "callback": true marks ours at a peer (callbacks.c) */
+
+    if (peer
+        && cJSON_AddBoolToObject(view, "callback",
+                                 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                                     rec, "callback")))
+           == NULL)
+    {
         cJSON_Delete(view);
         return NULL;
     }
@@ -1569,13 +1583,26 @@ static void
 ngx_http_actingweb_sub_done(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply)
 {
-    ngx_int_t  rc;
+    ngx_int_t                  rc;
+    ngx_http_actingweb_sub_t  *st;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    st = ctx->data;
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
 
     } else if (reply->type != REDIS_REPLY_INTEGER) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else if (reply->integer == 0 && ctx->method == NGX_HTTP_DELETE) {
+        /* not the peer's here: maybe ours at the peer (callbacks.c) */
+        rc = ngx_http_actingweb_outsub_delete(r, &ctx->segs[0], &st->subid);
+
+        if (rc == NGX_DONE) {
+            return;
+        }
 
     } else if (reply->integer == 0) {
         rc = ngx_http_actingweb_send_error(r, NGX_HTTP_NOT_FOUND,

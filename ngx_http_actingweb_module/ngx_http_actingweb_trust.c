@@ -1539,7 +1539,8 @@ ngx_http_actingweb_trust_script(ngx_http_request_t *r,
     case NGX_HTTP_ACTINGWEB_SCRIPT_TRUST_DEL:
         rc = ngx_http_actingweb_redis_keys(r, a, "actor", "trust",
                                            "trustsec", "subs", "diffs",
-                                           "subpeer", NULL);
+                                           "subpeer", "outsubs", "remote",
+                                           NULL);
         break;
 
     default:

@@ -46,7 +46,7 @@ Content-Type: application/json
  "version": "2.5.1", "desc": "Meta test actor",
  "info": "https://example.org/about",
  "trustee_root": "https://trustee.example/app/t1",
- "actingweb": {"version": "1.4", "supported": "nestedproperties,subscriptions,trust,trustpermissions",
+ "actingweb": {"version": "1.4", "supported": "callbackcompression,nestedproperties,subscriptionresync,subscriptions,trust,trustpermissions",
                "formats": "json"}}
 
 
@@ -60,7 +60,7 @@ Content-Type: application/json
  "GET /aw/{{id}}/meta/actingweb/formats"]
 --- response_body eval
 ["{{id}}", "urn:actingweb:example.org:meta-test", "2.5.1",
- "Meta test actor", "1.4", "nestedproperties,subscriptions,trust,trustpermissions", "json"]
+ "Meta test actor", "1.4", "callbackcompression,nestedproperties,subscriptionresync,subscriptions,trust,trustpermissions", "json"]
 --- response_headers eval
 [("Content-Type: text/plain; charset=utf-8") x 7]
 
@@ -104,7 +104,7 @@ plain = json:id
 --- response_body_json eval
 ['{"id": "{{plain}}", "type": "urn:actingweb:actingweb.org:nginx",
    "version": "1.0", "desc": "ActingWeb actor",
-   "actingweb": {"version": "1.4", "supported": "nestedproperties,subscriptions,trust,trustpermissions",
+   "actingweb": {"version": "1.4", "supported": "callbackcompression,nestedproperties,subscriptionresync,subscriptions,trust,trustpermissions",
                  "formats": "json"}}',
  '{"error": {"code": 404, "message": "meta path not supported"}}']
 

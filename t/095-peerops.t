@@ -312,7 +312,7 @@ Authorization: {{basic:bob:pb}}
  '{"properties": {"patterns": ["open", "notes*"], "excluded_patterns": ["hidden"], "operations": ["read"]}}',
  '{"error": "{{ANY}}"}', '{"error": {"code": 404, "message": "no such trust"}}', undef]
 --- response_body_like eval
-["", "^\$", "^\$", "", "", "", "^nestedproperties,subscriptions,trust,trustpermissions\$"]
+["", "^\$", "^\$", "", "", "", "^callbackcompression,nestedproperties,subscriptionresync,subscriptions,trust,trustpermissions\$"]
 
 
 
