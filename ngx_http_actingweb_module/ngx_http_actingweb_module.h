@@ -44,6 +44,12 @@ typedef struct {
     ngx_uint_t                      redis_disconnects;
     ngx_uint_t                      auth_cache_hits;
     ngx_uint_t                      auth_kdf_runs;
+    ngx_uint_t                      callbacks_sent;
+    ngx_uint_t                      callbacks_failed;
+    ngx_uint_t                      callbacks_retried;
+    ngx_uint_t                      callbacks_downgraded;
+    ngx_uint_t                      callbacks_circuit_open;
+    ngx_uint_t                      callbacks_pending;
 } ngx_http_actingweb_stats_t;
 
 
@@ -63,6 +69,7 @@ typedef struct {
     ngx_uint_t                      callback_retries;
 
     ngx_flag_t                      used;            /* any actingweb; */
+    ngx_array_t                    *locations;       /* of conf ctx * */
 
     ngx_array_t                    *peer_special;    /* refused ranges */
     void                           *auto_pool;       /* "default", ours */
@@ -71,6 +78,7 @@ typedef struct {
     /* per worker, set up in init_process */
     ngx_http_actingweb_redis_t     *redis;
     ngx_http_actingweb_curl_t      *curl;
+    void                           *outbox;          /* outbox.c */
     u_char                         *auth_cache;
     u_char                         *auth_fails;
     u_char                         *auth_buckets;
