@@ -474,8 +474,7 @@ ngx_http_actingweb_outbox_locate(ngx_http_actingweb_outbox_t *ob,
 
     ngx_http_actingweb_outbox_id(member, id);
 
-    if (id->len == 0 || ngx_http_actingweb_valid_id(id) != NGX_OK
-        || amcf->locations == NULL)
+    if (!ngx_http_actingweb_valid_id(id) || amcf->locations == NULL)
     {
         return NULL;
     }
@@ -768,9 +767,26 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
 
     cf = ngx_http_actingweb_outbox_locate(ob, member, &host, &id);
     if (cf == NULL) {
+        /* the instances of a fleet serve the same locations: drop it */
+
         ngx_log_error(NGX_LOG_WARN, ob->log, 0,
-                      "actingweb: callbacks for \"%V\": no such location "
-                      "here", member);
+                      "actingweb: callbacks for \"%V\" dropped: no such "
+                      "location here", member);
+
+        cf = ob->amcf->locations ? ((ngx_http_conf_ctx_t **)
+                                    ob->amcf->locations->elts)[0] : NULL;
+        ngx_str_null(&host);
+        ngx_str_null(&id);
+
+        cl = cf ? ngx_http_actingweb_outbox_request(ob, cf, &host, &id)
+                : NULL;
+
+        if (cl) {
+            (void) ngx_http_actingweb_outbox_index(cl->request, "SREM",
+                                                   member);
+            ngx_http_actingweb_outbox_free(cl->request);
+        }
+
         return NGX_DECLINED;
     }
 
@@ -1104,12 +1120,15 @@ ngx_http_actingweb_outbox_payload(ngx_http_request_t *r, cJSON *rec,
     data = cJSON_GetObjectItemCaseSensitive(entry, "data");
 
     if (data && gran.len == 4 && ngx_strncmp(gran.data, "high", 4) == 0) {
+        if (ngx_http_actingweb_json_add_str(r, cb, "granularity", &gran)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         cJSON_AddItemReferenceToObject(cb, "data", data);
 
-        if (ngx_http_actingweb_json_add_str(r, cb, "granularity", &gran)
-            != NGX_OK
-            || ngx_http_actingweb_json_print(r, cb, out) != NGX_OK)
-        {
+        if (ngx_http_actingweb_json_print(r, cb, out) != NGX_OK) {
             return NGX_ERROR;
         }
 
