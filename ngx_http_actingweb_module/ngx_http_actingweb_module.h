@@ -50,6 +50,7 @@ typedef struct {
     ngx_uint_t                      callbacks_downgraded;
     ngx_uint_t                      callbacks_circuit_open;
     ngx_uint_t                      callbacks_pending;
+    ngx_uint_t                      callbacks_redis_commands;
 } ngx_http_actingweb_stats_t;
 
 
@@ -221,6 +222,7 @@ struct ngx_http_actingweb_ctx_s {
     unsigned                        responded:1;     /* sent our own */
     unsigned                        error_body:1;    /* replace nginx's */
     unsigned                        error_sent:1;
+    unsigned                        worker:1;        /* outbox.c's own */
     ngx_str_t                       error_json;
 };
 

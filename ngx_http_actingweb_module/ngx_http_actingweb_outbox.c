@@ -572,6 +572,7 @@ ngx_http_actingweb_outbox_request(ngx_http_actingweb_outbox_t *ob,
 
     cl->ctx.actor_id.len = id->len;
     cl->ctx.nsegs = 1;
+    cl->ctx.worker = 1;
     cl->request = r;
     cl->outbox = ob;
 

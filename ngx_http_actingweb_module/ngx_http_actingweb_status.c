@@ -47,6 +47,8 @@ static ngx_http_actingweb_counter_t  ngx_http_actingweb_counters[] = {
                                "peer circuits opened"),
     NGX_HTTP_ACTINGWEB_COUNTER(callbacks_pending,
                                "callbacks made and not yet sent (gauge)"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_redis_commands,
+                               "Redis commands of callback delivery"),
     { NULL, NULL, 0 }
 };
 
