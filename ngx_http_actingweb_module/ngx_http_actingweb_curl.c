@@ -7,6 +7,14 @@
  * caused them (callback delivery).  curl owns its sockets; nginx only gets
  * a connection structure around each fd so the event module can watch it.
  * Events are level-triggered, as for Redis.
+ *
+ * A transfer is a POST with its own timeout, only http and https, no
+ * redirects; the answer's status, Retry-After and at most max_body bytes
+ * of body go to the owner's handler.  curl keeps one connection cache for
+ * the worker, so calls to the same peer reuse connections.  Each transfer
+ * holds a non-cancelable guard timer: a graceful shutdown or a reload
+ * waits for the calls in flight (at most their timeout) instead of
+ * dropping them; at exit the rest are answered NGX_ABORT and freed.
  */
 
 
@@ -21,8 +29,26 @@ struct ngx_http_actingweb_curl_s {
     ngx_event_t                     timer;
     ngx_log_t                      *log;
     ngx_http_actingweb_main_conf_t *amcf;
+    ngx_queue_t                     transfers;
+    ngx_uint_t                      active;
     int                             running;
 };
+
+
+typedef struct {
+    CURL                           *easy;
+    struct curl_slist              *headers;
+    ngx_http_actingweb_curl_t      *curl;
+    ngx_http_actingweb_curl_pt      handler;
+    void                           *data;
+    ngx_event_t                     guard;
+    ngx_connection_t                dummy;     /* guard's ev->data */
+    ngx_queue_t                     queue;
+    size_t                          max_body;
+    ngx_str_t                       body;      /* the answer's, malloc */
+    ngx_str_t                       retry_after;
+    u_char                          ra[32];
+} ngx_http_actingweb_curl_xfer_t;
 
 
 static int ngx_http_actingweb_curl_socket(CURL *easy, curl_socket_t s,
@@ -32,6 +58,13 @@ static int ngx_http_actingweb_curl_timer(CURLM *multi, long timeout_ms,
 static void ngx_http_actingweb_curl_timeout(ngx_event_t *ev);
 static void ngx_http_actingweb_curl_event(ngx_event_t *ev);
 static void ngx_http_actingweb_curl_check(ngx_http_actingweb_curl_t *cu);
+static size_t ngx_http_actingweb_curl_write(char *ptr, size_t size,
+    size_t nmemb, void *userdata);
+static size_t ngx_http_actingweb_curl_header(char *ptr, size_t size,
+    size_t nmemb, void *userdata);
+static void ngx_http_actingweb_curl_guard(ngx_event_t *ev);
+static void ngx_http_actingweb_curl_finish(ngx_http_actingweb_curl_xfer_t *x,
+    ngx_int_t rc, ngx_uint_t status);
 
 
 ngx_int_t
@@ -70,6 +103,7 @@ ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,
 
     cu->log = cycle->log;
     cu->amcf = amcf;
+    ngx_queue_init(&cu->transfers);
     cu->dummy.fd = (ngx_socket_t) -1;
 
     cu->timer.handler = ngx_http_actingweb_curl_timeout;
@@ -85,6 +119,8 @@ ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,
     curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
     curl_multi_setopt(cu->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long) amcf->callback_concurrency);
+    curl_multi_setopt(cu->multi, CURLMOPT_MAXCONNECTS,
+                      (long) amcf->callback_concurrency);
 
     amcf->curl = cu;
 
@@ -95,11 +131,21 @@ ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,
 void
 ngx_http_actingweb_curl_exit(ngx_http_actingweb_main_conf_t *amcf)
 {
-    ngx_http_actingweb_curl_t  *cu;
+    ngx_queue_t                     *q;
+    ngx_http_actingweb_curl_t       *cu;
+    ngx_http_actingweb_curl_xfer_t  *x;
 
     cu = amcf->curl;
     if (cu == NULL) {
         return;
+    }
+
+    /* what shutdown did not wait for: the owners hear of it, then free */
+
+    while (!ngx_queue_empty(&cu->transfers)) {
+        q = ngx_queue_head(&cu->transfers);
+        x = ngx_queue_data(q, ngx_http_actingweb_curl_xfer_t, queue);
+        ngx_http_actingweb_curl_finish(x, NGX_ABORT, 0);
     }
 
     if (cu->timer.timer_set) {
@@ -237,14 +283,16 @@ ngx_http_actingweb_curl_event(ngx_event_t *ev)
 }
 
 
-/* finished transfers; their owners are added with callback delivery */
+/* finished transfers go to their owners */
 
 static void
 ngx_http_actingweb_curl_check(ngx_http_actingweb_curl_t *cu)
 {
-    int        left;
-    CURL      *easy;
-    CURLMsg   *msg;
+    int                              left;
+    long                             status;
+    CURL                            *easy;
+    CURLMsg                         *msg;
+    ngx_http_actingweb_curl_xfer_t  *x;
 
     while ((msg = curl_multi_info_read(cu->multi, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE) {
@@ -252,14 +300,268 @@ ngx_http_actingweb_curl_check(ngx_http_actingweb_curl_t *cu)
         }
 
         easy = msg->easy_handle;
+        x = NULL;
+        status = 0;
 
-        if (msg->data.result != CURLE_OK) {
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &x);
+
+        if (msg->data.result != CURLE_OK
+            && msg->data.result != CURLE_WRITE_ERROR)
+        {
             ngx_log_error(NGX_LOG_INFO, cu->log, 0,
                           "actingweb: peer call failed: %s",
                           curl_easy_strerror(msg->data.result));
+
+            ngx_http_actingweb_curl_finish(x, NGX_ERROR, 0);
+            continue;
         }
 
-        curl_multi_remove_handle(cu->multi, easy);
-        curl_easy_cleanup(easy);
+        /* a body beyond max_body was cut short (WRITE_ERROR): status holds */
+
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+
+        ngx_http_actingweb_curl_finish(x, NGX_OK, (ngx_uint_t) status);
     }
+}
+
+
+/*
+ * POST url with body (copied); authorization and content_encoding may be
+ * empty.  The handler runs once, from the event loop, never from here.
+ */
+
+ngx_int_t
+ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
+    ngx_http_actingweb_curl_post_t *p)
+{
+    u_char                          *hdr;
+    CURL                            *easy;
+    struct curl_slist               *l;
+    ngx_http_actingweb_curl_t       *cu;
+    ngx_http_actingweb_curl_xfer_t  *x;
+
+    cu = amcf->curl;
+    if (cu == NULL) {
+        return NGX_ERROR;
+    }
+
+    x = ngx_calloc(sizeof(ngx_http_actingweb_curl_xfer_t), cu->log);
+    if (x == NULL) {
+        return NGX_ERROR;
+    }
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        ngx_free(x);
+        return NGX_ERROR;
+    }
+
+    x->easy = easy;
+    x->curl = cu;
+    x->handler = p->handler;
+    x->data = p->data;
+    x->max_body = p->max_body;
+
+    l = curl_slist_append(NULL, "Content-Type: application/json");
+    x->headers = l;
+
+    /* no "Expect: 100-continue" round trip for larger bodies */
+    l = l ? curl_slist_append(l, "Expect:") : NULL;
+
+    if (l && p->authorization.len) {
+        hdr = ngx_alloc(p->authorization.len + sizeof("Authorization: "),
+                        cu->log);
+        if (hdr == NULL) {
+            l = NULL;
+
+        } else {
+            *ngx_sprintf(hdr, "Authorization: %V", &p->authorization) = '\0';
+            l = curl_slist_append(l, (char *) hdr);
+            ngx_free(hdr);
+        }
+    }
+
+    if (l && p->downgraded) {
+        l = curl_slist_append(l, "X-ActingWeb-Granularity-Downgraded: true");
+    }
+
+    if (l == NULL
+        || curl_easy_setopt(easy, CURLOPT_URL, (char *) p->url.data)
+           != CURLE_OK)
+    {
+        goto failed;
+    }
+
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, x->headers);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t) p->body.len);
+    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, (char *) p->body.data);
+#if (LIBCURL_VERSION_NUM >= 0x075500)
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
+                     (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) p->timeout);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) p->timeout);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
+                     ngx_http_actingweb_curl_write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION,
+                     ngx_http_actingweb_curl_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "ngx_http_actingweb_module");
+
+    if (curl_multi_add_handle(cu->multi, easy) != CURLM_OK) {
+        goto failed;
+    }
+
+    x->dummy.fd = (ngx_socket_t) -1;
+    x->guard.handler = ngx_http_actingweb_curl_guard;
+    x->guard.data = &x->dummy;
+    x->guard.log = cu->log;
+
+    /* not cancelable: shutdown waits for the call (curl times it out) */
+
+    ngx_add_timer(&x->guard, p->timeout + 1000);
+
+    ngx_queue_insert_tail(&cu->transfers, &x->queue);
+    cu->active++;
+
+    return NGX_OK;
+
+failed:
+
+    curl_slist_free_all(x->headers);
+    curl_easy_cleanup(easy);
+    ngx_free(x);
+
+    return NGX_ERROR;
+}
+
+
+ngx_uint_t
+ngx_http_actingweb_curl_active(ngx_http_actingweb_main_conf_t *amcf)
+{
+    return amcf->curl ? amcf->curl->active : 0;
+}
+
+
+static size_t
+ngx_http_actingweb_curl_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata)
+{
+    ngx_http_actingweb_curl_xfer_t *x = userdata;
+
+    u_char  *p;
+    size_t   n;
+
+    n = size * nmemb;
+
+    if (x->body.len + n > x->max_body) {
+        return 0;                        /* enough: ends the transfer */
+    }
+
+    p = ngx_alloc(x->body.len + n + 1, x->curl->log);
+    if (p == NULL) {
+        return 0;
+    }
+
+    if (x->body.len) {
+        ngx_memcpy(p, x->body.data, x->body.len);
+        ngx_free(x->body.data);
+    }
+
+    ngx_memcpy(p + x->body.len, ptr, n);
+    x->body.data = p;
+    x->body.len += n;
+    p[x->body.len] = '\0';
+
+    return n;
+}
+
+
+static size_t
+ngx_http_actingweb_curl_header(char *ptr, size_t size, size_t nmemb,
+    void *userdata)
+{
+    ngx_http_actingweb_curl_xfer_t *x = userdata;
+
+    u_char  *p, *last;
+    size_t   n;
+
+    n = size * nmemb;
+    p = (u_char *) ptr;
+    last = p + n;
+
+    if (n > sizeof("Retry-After:") - 1
+        && ngx_strncasecmp(p, (u_char *) "Retry-After:",
+                           sizeof("Retry-After:") - 1) == 0)
+    {
+        p += sizeof("Retry-After:") - 1;
+
+        while (p < last && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        while (last > p && (last[-1] == '\r' || last[-1] == '\n'
+                            || last[-1] == ' '))
+        {
+            last--;
+        }
+
+        x->retry_after.len = ngx_min((size_t) (last - p), sizeof(x->ra));
+        x->retry_after.data = x->ra;
+        ngx_memcpy(x->ra, p, x->retry_after.len);
+    }
+
+    return n;
+}
+
+
+/* curl's own timeout should have ended the call: end it here if not */
+
+static void
+ngx_http_actingweb_curl_guard(ngx_event_t *ev)
+{
+    ngx_connection_t                *c;
+    ngx_http_actingweb_curl_xfer_t  *x;
+
+    c = ev->data;
+    x = (ngx_http_actingweb_curl_xfer_t *)
+            ((u_char *) c - offsetof(ngx_http_actingweb_curl_xfer_t, dummy));
+
+    ngx_http_actingweb_curl_finish(x, NGX_ERROR, 0);
+}
+
+
+static void
+ngx_http_actingweb_curl_finish(ngx_http_actingweb_curl_xfer_t *x,
+    ngx_int_t rc, ngx_uint_t status)
+{
+    ngx_http_actingweb_curl_t  *cu;
+
+    cu = x->curl;
+
+    if (x->guard.timer_set) {
+        ngx_del_timer(&x->guard);
+    }
+
+    ngx_queue_remove(&x->queue);
+    cu->active--;
+
+    curl_multi_remove_handle(cu->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->headers);
+
+    x->handler(x->data, rc, status, &x->retry_after, &x->body);
+
+    if (x->body.data) {
+        ngx_free(x->body.data);
+    }
+
+    ngx_free(x);
 }

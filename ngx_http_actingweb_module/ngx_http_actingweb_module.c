@@ -543,6 +543,7 @@ ngx_http_actingweb(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_actingweb_loc_conf_t *alcf = conf;
 
+    ngx_http_conf_ctx_t            **ctx;
     ngx_http_core_loc_conf_t        *clcf;
     ngx_http_actingweb_main_conf_t  *amcf;
 
@@ -578,6 +579,23 @@ ngx_http_actingweb(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_actingweb_module);
     amcf->used = 1;
+
+    /* callback delivery works in the configuration of the writer's one */
+
+    if (amcf->locations == NULL) {
+        amcf->locations = ngx_array_create(cf->pool, 4,
+                                           sizeof(ngx_http_conf_ctx_t *));
+        if (amcf->locations == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ctx = ngx_array_push(amcf->locations);
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ctx = cf->ctx;
 
     return NGX_CONF_OK;
 }
@@ -919,6 +937,10 @@ ngx_http_actingweb_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_actingweb_outbox_init(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -934,7 +956,10 @@ ngx_http_actingweb_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    /* calls still out are answered first: the outbox then frees the rest */
+
     ngx_http_actingweb_curl_exit(amcf);
+    ngx_http_actingweb_outbox_exit(amcf);
     ngx_http_actingweb_redis_exit(amcf);
     ngx_http_actingweb_auth_exit(amcf);
 }

@@ -45,6 +45,13 @@ typedef struct {
     ngx_uint_t                      redis_disconnects;
     ngx_uint_t                      auth_cache_hits;
     ngx_uint_t                      auth_kdf_runs;
+    ngx_uint_t                      callbacks_sent;
+    ngx_uint_t                      callbacks_failed;
+    ngx_uint_t                      callbacks_retried;
+    ngx_uint_t                      callbacks_downgraded;
+    ngx_uint_t                      callbacks_circuit_open;
+    ngx_uint_t                      callbacks_pending;
+    ngx_uint_t                      callbacks_redis_commands;
 } ngx_http_actingweb_stats_t;
 
 
@@ -64,6 +71,7 @@ typedef struct {
     ngx_uint_t                      callback_retries;
 
     ngx_flag_t                      used;            /* any actingweb; */
+    ngx_array_t                    *locations;       /* of conf ctx * */
 
     ngx_array_t                    *peer_special;    /* refused ranges */
     void                           *auto_pool;       /* "default", ours */
@@ -72,6 +80,7 @@ typedef struct {
     /* per worker, set up in init_process */
     ngx_http_actingweb_redis_t     *redis;
     ngx_http_actingweb_curl_t      *curl;
+    void                           *outbox;          /* outbox.c */
     u_char                         *auth_cache;
     u_char                         *auth_fails;
     u_char                         *auth_buckets;
@@ -216,6 +225,7 @@ struct ngx_http_actingweb_ctx_s {
     unsigned                        responded:1;     /* sent our own */
     unsigned                        error_body:1;    /* replace nginx's */
     unsigned                        error_sent:1;
+    unsigned                        worker:1;        /* outbox.c's own */
     ngx_str_t                       error_json;
 };
 

@@ -981,6 +981,11 @@ ngx_http_actingweb_prop_written(ngx_http_request_t *r,
         goto done;
     }
 
+    if (reply->integer == 2) {
+        /* subscribers want callbacks: the outbox takes it from here */
+        ngx_http_actingweb_outbox_mark(r);
+    }
+
     if (ctx->method == NGX_HTTP_POST) {
         rc = ngx_http_actingweb_send_json(r, NGX_HTTP_CREATED, ctx->data);
 

@@ -945,6 +945,7 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     ngx_http_actingweb_redis_handler_pt handler)
 {
     ngx_http_cleanup_t              *cln;
+    ngx_http_actingweb_ctx_t        *ctx;
     ngx_http_actingweb_redis_t      *rd;
     ngx_http_actingweb_redis_op_t   *op;
     ngx_http_actingweb_main_conf_t  *amcf;
@@ -1001,7 +1002,14 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
 
     ngx_add_timer(&op->timer, amcf->redis_timeout);
 
-    amcf->stats.redis_commands++;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx && ctx->worker) {
+        amcf->stats.callbacks_redis_commands++;
+
+    } else {
+        amcf->stats.redis_commands++;
+    }
 
     return NGX_OK;
 }

@@ -55,6 +55,8 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_SCRIPT_OUTSUB_GET,
     NGX_HTTP_ACTINGWEB_SCRIPT_OUTSUB_APPLY,
     NGX_HTTP_ACTINGWEB_SCRIPT_OUTSUB_DELETE,
+    NGX_HTTP_ACTINGWEB_SCRIPT_CB_CLAIM,
+    NGX_HTTP_ACTINGWEB_SCRIPT_CB_RELEASE,
     NGX_HTTP_ACTINGWEB_SCRIPT_N
 } ngx_http_actingweb_script_e;
 
@@ -112,6 +114,20 @@ ngx_int_t ngx_http_actingweb_reply_str(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_actingweb_scripts_init(ngx_log_t *log);
 
+/* subscriptions.c: a poll for callback delivery (outbox.c) */
+typedef void (*ngx_http_actingweb_sub_done_pt)(ngx_http_request_t *r,
+    ngx_int_t rc, cJSON *rec, cJSON *trust, cJSON *diffs,
+    ngx_uint_t seen);
+
+ngx_int_t ngx_http_actingweb_sub_refresh(ngx_http_request_t *r,
+    ngx_str_t *subid, ngx_http_actingweb_sub_done_pt done);
+
+/* outbox.c: callback delivery */
+void ngx_http_actingweb_outbox_mark(ngx_http_request_t *r);
+ngx_int_t ngx_http_actingweb_outbox_init(ngx_cycle_t *cycle,
+    ngx_http_actingweb_main_conf_t *amcf);
+void ngx_http_actingweb_outbox_exit(ngx_http_actingweb_main_conf_t *amcf);
+
 /* trust.c: the actor's trust records */
 ngx_int_t ngx_http_actingweb_trust_all(ngx_http_request_t *r,
     ngx_http_actingweb_redis_handler_pt handler);
@@ -159,9 +175,29 @@ ngx_int_t ngx_http_actingweb_devtest_plan(ngx_http_request_t *r,
     ngx_http_actingweb_plan_t *plan);
 
 /* curl.c: the worker-level HTTP client lives beside Redis */
+
+/* rc: NGX_OK (status set), NGX_ERROR (no answer), NGX_ABORT (exiting) */
+typedef void (*ngx_http_actingweb_curl_pt)(void *data, ngx_int_t rc,
+    ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
+
+typedef struct {
+    ngx_str_t                       url;        /* NUL-terminated */
+    ngx_str_t                       authorization;
+    ngx_str_t                       body;
+    ngx_msec_t                      timeout;
+    size_t                          max_body;   /* of the answer kept */
+    unsigned                        downgraded:1;  /* high sent as low */
+    ngx_http_actingweb_curl_pt      handler;
+    void                           *data;
+} ngx_http_actingweb_curl_post_t;
+
 ngx_int_t ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,
     ngx_http_actingweb_main_conf_t *amcf);
 void ngx_http_actingweb_curl_exit(ngx_http_actingweb_main_conf_t *amcf);
+ngx_int_t ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
+    ngx_http_actingweb_curl_post_t *p);
+ngx_uint_t ngx_http_actingweb_curl_active(
+    ngx_http_actingweb_main_conf_t *amcf);
 
 
 #endif /* _NGX_HTTP_ACTINGWEB_REDIS_H_INCLUDED_ */

@@ -41,15 +41,18 @@
  * events into diffs when they are polled, so a write costs the same with
  * any number of subscribers.  When the actor has subscriptions that want
  * callbacks ("cbsubs" in its hash), the write also marks the newest event
- * as pending for callback delivery.
+ * as pending for callback delivery and the script returns 2 instead of 1
+ * (the request then queues the actor in the outbox, outbox.c).
  */
 
 #define NGX_HTTP_ACTINGWEB_LUA_EMIT                                           \
+    "local cb = 1\n"                                                          \
     "local function emit(path, op, value)\n"                                  \
     "  local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], '*',\n"      \
     "                        'path', path, 'op', op, 'value', value)\n"       \
     "  if redis.call('HEXISTS', KEYS[1], 'cbsubs') == 1 then\n"               \
     "    redis.call('HSET', KEYS[1], 'pending', id)\n"                        \
+    "    cb = 2\n"                                                            \
     "  end\n"                                                                 \
     "end\n"
 
@@ -164,7 +167,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       NGX_HTTP_ACTINGWEB_LUA_PROP
       "emit(ARGV[6], 'set', ARGV[7])\n"
       "redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])\n"
-      "return 1\n",
+      "return cb\n",
       "" },
 
     /*
@@ -180,7 +183,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "elseif cur then return -1 end\n"
       "emit(ARGV[8], ARGV[9], ARGV[10])\n"
       "redis.call('HSET', KEYS[2], ARGV[4], ARGV[7])\n"
-      "return 1\n",
+      "return cb\n",
       "" },
 
     /* KEYS: actor, props, changes; ARGV: creator, pw, change log, name,
@@ -191,7 +194,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "  emit(ARGV[5], 'delete', '\"\"')\n"
       "  redis.call('HDEL', KEYS[2], ARGV[4])\n"
       "end\n"
-      "return 1\n",
+      "return cb\n",
       "" },
 
     /* KEYS: actor, props, changes; ARGV: creator, pw, change log */
@@ -201,7 +204,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "  emit('[]', 'delete', '\"\"')\n"
       "  redis.call('DEL', KEYS[2])\n"
       "end\n"
-      "return 1\n",
+      "return cb\n",
       "" },
 
     /* KEYS: actor, props, changes;
@@ -212,7 +215,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "for i = 5, #ARGV, 2 do\n"
       "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
       "end\n"
-      "return 1\n",
+      "return cb\n",
       "" },
 
     /*
@@ -531,6 +534,57 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "  if cjson.decode(v).peerid == ARGV[2] then return 1 end\n"
       "end\n"
       "redis.call('HDEL', KEYS[2], ARGV[2])\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * Callback delivery claims an actor's pending work with a lease
+     * ("cblease": "<owner> <expiry ms>"); an expired lease (its worker
+     * died) is taken over.  KEYS: actor, subs; ARGV: owner, now (ms),
+     * lease (ms)
+     * returns nil: nothing pending, 0: leased by a live owner, or
+     * {pending event id, subscription id, peer id, ...} of the
+     * subscriptions that want callbacks
+     */
+    { "cb_claim",
+      "local p = redis.call('HGET', KEYS[1], 'pending')\n"
+      "if not p then return false end\n"
+      "local l = redis.call('HGET', KEYS[1], 'cblease')\n"
+      "if l then\n"
+      "  local o, e = string.match(l, '^(%S+) (%d+)$')\n"
+      "  if o and o ~= ARGV[1] and tonumber(e) > tonumber(ARGV[2]) then\n"
+      "    return 0\n"
+      "  end\n"
+      "end\n"
+      "redis.call('HSET', KEYS[1], 'cblease',\n"
+      "           ARGV[1] .. ' ' .. (tonumber(ARGV[2]) + tonumber(ARGV[3])))\n"
+      "local out = {p}\n"
+      "for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"
+      "  local rec = cjson.decode(v)\n"
+      "  if rec.granularity ~= 'none' then\n"
+      "    out[#out + 1] = rec.subscriptionid\n"
+      "    out[#out + 1] = rec.peerid\n"
+      "  end\n"
+      "end\n"
+      "return out\n",
+      "" },
+
+    /*
+     * The claimed work is done: the lease goes, and the pending mark if
+     * no write came meanwhile.  KEYS: actor; ARGV: owner, event id claimed
+     * returns 1: more work came meanwhile, 0: done
+     */
+    { "cb_release",
+      "local l = redis.call('HGET', KEYS[1], 'cblease')\n"
+      "if l and string.match(l, '^(%S+) ') == ARGV[1] then\n"
+      "  redis.call('HDEL', KEYS[1], 'cblease')\n"
+      "end\n"
+      "local p = redis.call('HGET', KEYS[1], 'pending')\n"
+      "if not p then return 0 end\n"
+      "if p == ARGV[2] then\n"
+      "  redis.call('HDEL', KEYS[1], 'pending')\n"
+      "  return 0\n"
+      "end\n"
       "return 1\n",
       "" },
 

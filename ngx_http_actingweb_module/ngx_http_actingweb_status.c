@@ -37,6 +37,18 @@ static ngx_http_actingweb_counter_t  ngx_http_actingweb_counters[] = {
     NGX_HTTP_ACTINGWEB_COUNTER(auth_cache_hits,
                                "credentials found in the worker cache"),
     NGX_HTTP_ACTINGWEB_COUNTER(auth_kdf_runs, "passphrase hashes computed"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_sent, "callbacks answered 2xx"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_failed,
+                               "callbacks failed or skipped (open circuit)"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_retried, "callback retries"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_downgraded,
+                               "high callbacks sent as low (payload size)"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_circuit_open,
+                               "peer circuits opened"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_pending,
+                               "callbacks made and not yet sent (gauge)"),
+    NGX_HTTP_ACTINGWEB_COUNTER(callbacks_redis_commands,
+                               "Redis commands of callback delivery"),
     { NULL, NULL, 0 }
 };
 

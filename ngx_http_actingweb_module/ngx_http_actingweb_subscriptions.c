@@ -22,6 +22,10 @@
  * moves the cursor, unless another poll did so first (then the poll
  * starts over).  A cursor that is no longer in the stream (trimmed by
  * actingweb_change_log) gives one "resync" diff instead.
+ *
+ * Callback delivery (outbox.c) runs the same poll on a worker's own
+ * request with a done handler instead of an answer to a client
+ * (ngx_http_actingweb_sub_refresh).
  */
 
 
@@ -40,7 +44,9 @@ typedef struct {
     ngx_str_t                        cursor;     /* as the poll saw it */
     ngx_uint_t                       sequence;   /* as the poll saw it */
     cJSON                           *data;       /* the answer's diffs */
+    cJSON                           *trust;      /* the peer's */
     ngx_uint_t                       retries;
+    ngx_http_actingweb_sub_done_pt   done;       /* not a client's poll */
 } ngx_http_actingweb_sub_t;
 
 
@@ -57,6 +63,8 @@ static ngx_int_t ngx_http_actingweb_sub_name(cJSON *in, const char *name,
 static void ngx_http_actingweb_sub_created(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_sub_poll(ngx_http_request_t *r);
+static void ngx_http_actingweb_sub_finish(ngx_http_request_t *r,
+    ngx_int_t rc);
 static void ngx_http_actingweb_sub_pending(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_sub_materialize(ngx_http_request_t *r,
@@ -702,7 +710,62 @@ ngx_http_actingweb_sub_poll(ngx_http_request_t *r)
                                         NGX_HTTP_ACTINGWEB_SCRIPT_SUB_PENDING,
                                         a, ngx_http_actingweb_sub_pending);
 
+    if (st->done) {
+        return rc == NGX_OK ? NGX_DONE : NGX_ERROR;
+    }
+
     return ngx_http_actingweb_redis_started(r, rc);
+}
+
+
+/*
+ * Turns the pending events of one subscription into diffs, as a poll
+ * does, for the worker's own request r (its ctx has the actor id and
+ * segs[0] the peer id); done gets the record, the trust and all diffs not
+ * cleared, and the sequence before this run: the newer ones are new.
+ */
+
+ngx_int_t
+ngx_http_actingweb_sub_refresh(ngx_http_request_t *r, ngx_str_t *subid,
+    ngx_http_actingweb_sub_done_pt done)
+{
+    ngx_http_actingweb_sub_t  *st;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    st = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_sub_t));
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    st->subid = *subid;
+    st->done = done;
+    ctx->data = st;
+
+    return ngx_http_actingweb_sub_poll(r);
+}
+
+
+/* the end of a poll: the client's answer, or the delivery's handler */
+
+static void
+ngx_http_actingweb_sub_finish(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_actingweb_sub_t  *st;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    st = ctx->data;
+
+    if (st->done == NULL) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (rc != NGX_DONE) {
+        st->done(r, rc, st->rec, st->trust, st->data, st->sequence);
+    }
 }
 
 
@@ -710,7 +773,20 @@ static void
 ngx_http_actingweb_sub_pending(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply)
 {
-    ngx_int_t  rc;
+    ngx_int_t                  rc;
+    ngx_http_actingweb_sub_t  *st;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    st = ctx->data;
+
+    if (st->done
+        && (status != NGX_HTTP_ACTINGWEB_REDIS_OK
+            || reply->type == REDIS_REPLY_NIL))
+    {
+        rc = NGX_ERROR;
+        goto done;
+    }
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
@@ -731,7 +807,7 @@ ngx_http_actingweb_sub_pending(ngx_http_request_t *r,
 
 done:
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_actingweb_sub_finish(r, rc);
 }
 
 
@@ -770,6 +846,7 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
 
     st->rec = ngx_http_actingweb_sub_parse(r, reply->element[0]);
     trust = ngx_http_actingweb_sub_parse(r, reply->element[1]);
+    st->trust = trust;
 
     if (st->rec == NULL || trust == NULL
         || ngx_http_actingweb_sub_str(st->rec, "cursor") == NULL)
@@ -899,6 +976,10 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
     rc = ngx_http_actingweb_redis_script(r,
                                          NGX_HTTP_ACTINGWEB_SCRIPT_SUB_STORE,
                                          a, ngx_http_actingweb_sub_stored);
+
+    if (st->done) {
+        return rc == NGX_OK ? NGX_DONE : NGX_ERROR;
+    }
 
     return ngx_http_actingweb_redis_started(r, rc);
 }
@@ -1311,6 +1392,17 @@ ngx_http_actingweb_sub_stored(ngx_http_request_t *r,
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     st = ctx->data;
 
+    if (st->done
+        && (status != NGX_HTTP_ACTINGWEB_REDIS_OK
+            || reply->type != REDIS_REPLY_INTEGER
+            || reply->integer == 0
+            || (reply->integer == -1
+                && st->retries + 1 >= NGX_HTTP_ACTINGWEB_SUB_RETRIES)))
+    {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
         goto done;
@@ -1349,7 +1441,7 @@ ngx_http_actingweb_sub_stored(ngx_http_request_t *r,
 
 done:
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_actingweb_sub_finish(r, rc);
 }
 
 
@@ -1367,6 +1459,11 @@ ngx_http_actingweb_sub_answer(ngx_http_request_t *r, cJSON *diff)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     st = ctx->data;
+
+    if (st->done) {
+        st->done(r, NGX_OK, st->rec, st->trust, st->data, st->sequence);
+        return NGX_DONE;
+    }
 
     out = ngx_http_actingweb_sub_view(r, st->rec, 1);
 

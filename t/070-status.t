@@ -28,7 +28,10 @@ __DATA__
  '{"pid": "{{ANY}}", "redis_up": true, "requests": 2, "errors_4xx": 1,
    "errors_5xx": 0, "redis_commands": 2, "redis_timeouts": 0,
    "redis_unavailable": 0, "redis_connects": 1, "redis_disconnects": 0,
-   "auth_cache_hits": 0, "auth_kdf_runs": 0}']
+   "auth_cache_hits": 0, "auth_kdf_runs": 0, "callbacks_sent": 0,
+   "callbacks_failed": 0, "callbacks_retried": 0, "callbacks_downgraded": 0,
+   "callbacks_circuit_open": 0, "callbacks_pending": 0,
+   "callbacks_redis_commands": "{{ANY}}"}']
 
 
 

@@ -2,7 +2,9 @@
 # one server, one worker), takes the baseline, gets callbacks posted by
 # the test as A would send them (high, low, gaps, duplicates, resync,
 # gzip), catches up by polling, and keeps its copy of A's data and the
-# stream of applied changes in Redis.  Bad callbacks change nothing.
+# stream of applied changes in Redis.  Bad callbacks change nothing.  The
+# main subscription is "none", so that A's own delivery does not race the
+# callbacks the test posts; the last blocks let A deliver by itself.
 
 use strict;
 use warnings;
@@ -117,7 +119,7 @@ Test::More::is(main::redis_cmd('EXISTS', main::key('b', 'outsubs')), 0, 'no reco
 === TEST 4: B subscribes at A: 204, Location at A; the baseline is B's copy
 --- request
 POST /a/{{b}}/subscriptions
-{"peerid": "{{a}}", "target": "properties", "subtarget": "", "granularity": "high"}
+{"peerid": "{{a}}", "target": "properties", "subtarget": "", "granularity": "none"}
 --- error_code: 204
 --- response_headers_like
 Location: http://127.0.0.1:\d+/a/[0-9a-f]{32}/subscriptions/[0-9a-f]{32}/[0-9a-f]{32}$
@@ -136,10 +138,10 @@ sub = header:Location ~ /([0-9a-f]{32})$
 ["Authorization: {{basic:bob:pb}}", "Authorization: {{basic:alice:pa}}",
  "Authorization: {{basic:bob:pb}}", "Authorization: {{basic:bob:pb}}"]
 --- response_body_json eval
-['{"id": "{{b}}", "data": [{"peerid": "{{a}}", "subscriptionid": "{{sub}}", "target": "properties", "subtarget": null, "resource": null, "granularity": "high", "sequence": 0, "callback": true}]}',
- '{"id": "{{a}}", "data": [{"peerid": "{{b}}", "subscriptionid": "{{sub}}", "target": "properties", "subtarget": null, "resource": null, "granularity": "high", "sequence": 0, "callback": false}]}',
+['{"id": "{{b}}", "data": [{"peerid": "{{a}}", "subscriptionid": "{{sub}}", "target": "properties", "subtarget": null, "resource": null, "granularity": "none", "sequence": 0, "callback": true}]}',
+ '{"id": "{{a}}", "data": [{"peerid": "{{b}}", "subscriptionid": "{{sub}}", "target": "properties", "subtarget": null, "resource": null, "granularity": "none", "sequence": 0, "callback": false}]}',
  '{"id": "{{b}}", "peerid": "{{a}}", "data": {"properties": {"x": {"k": "v0", "n": 1}}}}',
- '{"id": "{{b}}", "peerid": "{{a}}", "subscriptionid": "{{sub}}", "target": "properties", "subtarget": null, "resource": null, "granularity": "high", "sequence": 0, "callback": true, "data": {"x": {"k": "v0", "n": 1}}}']
+ '{"id": "{{b}}", "peerid": "{{a}}", "subscriptionid": "{{sub}}", "target": "properties", "subtarget": null, "resource": null, "granularity": "none", "sequence": 0, "callback": true, "data": {"x": {"k": "v0", "n": 1}}}']
 --- init
 Test::More::is_deeply(main::applied(), ['0 baseline {"x":{"k":"v0","n":1}}'], 'baseline in the stream');
 
@@ -403,6 +405,40 @@ Test::More::like(main::applied()->[-1], qr/^9 resync \{"x":/, 'resync in the str
 [undef, '{"id": "{{b}}", "data": []}',
  '{"id": "{{a}}", "peerid": "{{b}}", "data": [{"...": 1, "subscriptionid": "{{sub2}}", "callback": false}]}',
  undef]
+
+
+
+=== TEST 18b: end to end: B subscribes to x with "high"; A delivers by itself
+--- request
+POST /a/{{b}}/subscriptions
+{"peerid": "{{a}}", "target": "properties", "subtarget": "x", "granularity": "high"}
+--- more_headers
+Authorization: {{basic:bob:pb}}
+--- error_code: 204
+--- capture
+sub3 = header:Location ~ /([0-9a-f]{32})$
+
+
+
+=== TEST 18c: A's creator writes x: the write answers at once
+--- request
+PUT /a/{{a}}/properties/x
+{"e2e": true}
+--- more_headers
+Authorization: {{basic:alice:pa}}
+--- error_code: 204
+--- wait: 0.5
+
+
+
+=== TEST 18d: B's copy has the change, applied once, with no poll by anybody
+--- request
+GET /a/{{b}}/callbacks/subscriptions/{{a}}/{{sub3}}
+--- more_headers
+Authorization: {{basic:bob:pb}}
+--- error_code: 200
+--- response_body_json
+{"...": 1, "subscriptionid": "{{sub3}}", "granularity": "high", "sequence": 1, "data": {"...": 1, "e2e": true}}
 
 
 

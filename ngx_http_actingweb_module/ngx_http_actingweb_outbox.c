@@ -1,0 +1,1516 @@
+
+/*
+ * Copyright (C) The ngx_http_actingweb_module authors
+ *
+ * Callback delivery (the outbox), docs/operations.md "Callback delivery".
+ *
+ * A write that marks an actor's pending work (scripts.c, "pending" in the
+ * actor hash) also indexes the actor in one of a few bucket sets in Redis
+ * (<prefix>:cbq:{<n>}, n from the actor id: no single hot key) and queues
+ * it in its own worker, which claims it at once.  Quiet workers, other
+ * nginx instances and a restarted nginx find indexed work with a scan
+ * whose period backs off from 100 ms to 2 s while nothing is found.
+ *
+ * Claiming takes a lease on the actor (script cb_claim): one worker of
+ * the fleet delivers a change; a lease whose worker died expires and is
+ * taken over.  The claimed subscriptions are polled exactly as a client
+ * polls them (ngx_http_actingweb_sub_refresh): new diffs are stored,
+ * numbered and filtered by the same code, then the lease is released
+ * (cb_release) and the new diffs are POSTed to the subscribers, one
+ * subscription's in sequence order, at most actingweb_callback_concurrency
+ * calls at a time per worker.  Delivery is at most once: the diffs stay
+ * pollable whatever happens to a callback.
+ *
+ * Redis work outside client requests runs on a worker request: a request
+ * structure with its own pool, a connection without a socket, and the
+ * configuration of the actingweb location that wrote (found by the actor
+ * URL stored in the index).  Redis ops on it get the usual timeouts and
+ * cleanups; it is never sent anything and never finalized: its cleanups
+ * run and its pool is destroyed when the job ends.
+ */
+
+
+#include "ngx_http_actingweb_redis.h"
+
+
+#define NGX_HTTP_ACTINGWEB_OUTBOX_BUCKETS     16
+#define NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_MIN    100
+#define NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_MAX    2000
+#define NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_COUNT  "32"
+#define NGX_HTTP_ACTINGWEB_OUTBOX_LEASE       "30000"     /* ms */
+#define NGX_HTTP_ACTINGWEB_OUTBOX_CLAIMS      64
+#define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
+#define NGX_HTTP_ACTINGWEB_BREAKER_FAILS      5
+#define NGX_HTTP_ACTINGWEB_BREAKER_OPEN       60000
+#define NGX_HTTP_ACTINGWEB_RETRY_DELAY        1000
+
+
+typedef enum {
+    NGX_HTTP_ACTINGWEB_BREAKER_CLOSED = 0,
+    NGX_HTTP_ACTINGWEB_BREAKER_OPENED,
+    NGX_HTTP_ACTINGWEB_BREAKER_PROBING       /* half open, one call out */
+} ngx_http_actingweb_breaker_e;
+
+
+typedef struct {
+    ngx_queue_t                      queue;
+    ngx_http_actingweb_breaker_e     state;
+    ngx_uint_t                       fails;
+    ngx_msec_t                       until;      /* open until */
+    size_t                           len;
+    u_char                           id[1];      /* peer id */
+} ngx_http_actingweb_peer_state_t;
+
+
+typedef struct {
+    ngx_queue_t                      queue;
+    size_t                           len;
+    u_char                           member[1];  /* the actor URL */
+} ngx_http_actingweb_candidate_t;
+
+
+typedef struct ngx_http_actingweb_outbox_s  ngx_http_actingweb_outbox_t;
+
+
+/* one subscription's callbacks, sent one after the other */
+typedef struct {
+    ngx_queue_t                      queue;      /* in ob->ready */
+    ngx_queue_t                      all;        /* in ob->sends */
+    ngx_http_actingweb_outbox_t     *outbox;
+    ngx_http_actingweb_peer_state_t *peer;
+    ngx_str_t                        url;
+    ngx_str_t                        authorization;
+    ngx_str_t                       *bodies;
+    u_char                          *downgraded; /* per body */
+    ngx_uint_t                       n;
+    ngx_uint_t                       next;
+    ngx_uint_t                       tries;
+    ngx_event_t                      retry;
+    ngx_connection_t                 dummy;      /* retry's ev->data */
+    unsigned                         queued:1;
+} ngx_http_actingweb_sends_t;
+
+
+/* a worker request's job: one scan, or one claimed actor */
+typedef struct {
+    ngx_http_actingweb_ctx_t         ctx;        /* first: r's ctx */
+    ngx_event_t                      gone;       /* frees the request */
+    ngx_http_request_t              *request;
+    ngx_http_actingweb_outbox_t     *outbox;
+    ngx_str_t                        member;
+    ngx_str_t                        pending;    /* event id claimed */
+    ngx_str_t                        actor_url;
+    ngx_str_t                       *subs;       /* subid, peer id, ... */
+    ngx_uint_t                       nsubs;
+    ngx_uint_t                       i;
+} ngx_http_actingweb_claim_t;
+
+
+struct ngx_http_actingweb_outbox_s {
+    ngx_http_actingweb_main_conf_t  *amcf;
+    ngx_log_t                       *log;
+    ngx_connection_t                 dummy;      /* timers' ev->data */
+    ngx_connection_t                 conn;       /* worker requests' */
+    ngx_http_request_t               idle;       /* conn.data */
+    ngx_event_t                      kick;
+    ngx_event_t                      scan;
+    ngx_msec_t                       scan_every;
+    ngx_queue_t                      candidates;
+    ngx_queue_t                      ready;      /* of sends */
+    ngx_queue_t                      peers;
+    ngx_queue_t                      sends;      /* all of them */
+    ngx_uint_t                       claims;     /* in flight */
+    ngx_uint_t                       calls;      /* POSTs in flight */
+    ngx_uint_t                       found;      /* by the last scan */
+    ngx_uint_t                       scans;      /* replies awaited */
+    u_char                           owner[NGX_HTTP_ACTINGWEB_ID_LEN + 1];
+};
+
+
+static ngx_http_conf_ctx_t *ngx_http_actingweb_outbox_locate(
+    ngx_http_actingweb_outbox_t *ob, ngx_str_t *member, ngx_str_t *host,
+    ngx_str_t *id);
+static ngx_http_actingweb_claim_t *ngx_http_actingweb_outbox_request(
+    ngx_http_actingweb_outbox_t *ob, ngx_http_conf_ctx_t *cf,
+    ngx_str_t *host, ngx_str_t *id);
+static void ngx_http_actingweb_outbox_free(ngx_http_request_t *r);
+static void ngx_http_actingweb_outbox_gone(ngx_event_t *ev);
+static ngx_int_t ngx_http_actingweb_outbox_bucket(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a, ngx_uint_t n);
+static void ngx_http_actingweb_outbox_id(ngx_str_t *member, ngx_str_t *id);
+static ngx_int_t ngx_http_actingweb_outbox_index(ngx_http_request_t *r,
+    const char *cmd, ngx_str_t *member);
+static void ngx_http_actingweb_outbox_ignore(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static void ngx_http_actingweb_outbox_add(ngx_http_actingweb_outbox_t *ob,
+    u_char *member, size_t len);
+static void ngx_http_actingweb_outbox_kick(ngx_event_t *ev);
+static void ngx_http_actingweb_outbox_scan(ngx_event_t *ev);
+static void ngx_http_actingweb_outbox_scanned(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static void ngx_http_actingweb_outbox_rearm(ngx_http_actingweb_outbox_t *ob);
+static ngx_int_t ngx_http_actingweb_outbox_claim(
+    ngx_http_actingweb_outbox_t *ob, ngx_str_t *member);
+static void ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static void ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r);
+static void ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r,
+    ngx_int_t rc, cJSON *rec, cJSON *trust, cJSON *diffs, ngx_uint_t seen);
+static ngx_int_t ngx_http_actingweb_outbox_payload(ngx_http_request_t *r,
+    cJSON *rec, cJSON *entry, ngx_str_t *url, ngx_str_t *out,
+    u_char *downgraded);
+static void ngx_http_actingweb_outbox_release(ngx_http_request_t *r);
+static void ngx_http_actingweb_outbox_released(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static void ngx_http_actingweb_outbox_done(ngx_http_request_t *r);
+static ngx_http_actingweb_peer_state_t *ngx_http_actingweb_outbox_peer(
+    ngx_http_actingweb_outbox_t *ob, ngx_str_t *id);
+static void ngx_http_actingweb_outbox_breaker(
+    ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_peer_state_t *ps,
+    ngx_uint_t ok, ngx_msec_t wait);
+static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
+static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
+    ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
+static void ngx_http_actingweb_outbox_retry(ngx_event_t *ev);
+static void ngx_http_actingweb_outbox_sends_free(
+    ngx_http_actingweb_sends_t *sd);
+
+
+ngx_int_t
+ngx_http_actingweb_outbox_init(ngx_cycle_t *cycle,
+    ngx_http_actingweb_main_conf_t *amcf)
+{
+    ngx_http_actingweb_outbox_t  *ob;
+
+    ob = ngx_pcalloc(cycle->pool, sizeof(ngx_http_actingweb_outbox_t));
+    if (ob == NULL) {
+        return NGX_ERROR;
+    }
+
+    ob->amcf = amcf;
+    ob->log = cycle->log;
+    ob->dummy.fd = (ngx_socket_t) -1;
+    ob->scan_every = NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_MIN;
+
+    ngx_queue_init(&ob->candidates);
+    ngx_queue_init(&ob->ready);
+    ngx_queue_init(&ob->peers);
+    ngx_queue_init(&ob->sends);
+
+    ob->conn.fd = (ngx_socket_t) -1;
+    ob->conn.log = cycle->log;
+    ob->conn.data = &ob->idle;
+    ob->idle.main = &ob->idle;
+
+    /* the lease owner: this worker, unique in the fleet */
+
+    if (ngx_http_actingweb_random_hex(ob->owner, NGX_HTTP_ACTINGWEB_ID_LEN)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ob->owner[NGX_HTTP_ACTINGWEB_ID_LEN] = '\0';
+
+    ob->kick.handler = ngx_http_actingweb_outbox_kick;
+    ob->kick.data = &ob->dummy;
+    ob->kick.log = cycle->log;
+    ob->kick.cancelable = 1;
+
+    ob->scan.handler = ngx_http_actingweb_outbox_scan;
+    ob->scan.data = &ob->dummy;
+    ob->scan.log = cycle->log;
+    ob->scan.cancelable = 1;
+
+    amcf->outbox = ob;
+
+    /* work left by a stopped nginx is found by the first scan */
+
+    ngx_add_timer(&ob->scan, ob->scan_every);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_actingweb_outbox_exit(ngx_http_actingweb_main_conf_t *amcf)
+{
+    ngx_queue_t                      *q;
+    ngx_http_actingweb_outbox_t      *ob;
+    ngx_http_actingweb_sends_t       *sd;
+
+    ob = amcf->outbox;
+    if (ob == NULL) {
+        return;
+    }
+
+    if (ob->kick.timer_set) {
+        ngx_del_timer(&ob->kick);
+    }
+
+    if (ob->kick.posted) {
+        ngx_delete_posted_event(&ob->kick);
+    }
+
+    if (ob->scan.timer_set) {
+        ngx_del_timer(&ob->scan);
+    }
+
+    /* the candidates stay indexed in Redis for the next worker */
+
+    while (!ngx_queue_empty(&ob->candidates)) {
+        q = ngx_queue_head(&ob->candidates);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_actingweb_candidate_t, queue));
+    }
+
+    while (!ngx_queue_empty(&ob->sends)) {
+        q = ngx_queue_head(&ob->sends);
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, all);
+        ngx_http_actingweb_outbox_sends_free(sd);
+    }
+
+    while (!ngx_queue_empty(&ob->peers)) {
+        q = ngx_queue_head(&ob->peers);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_actingweb_peer_state_t, queue));
+    }
+
+    amcf->outbox = NULL;
+}
+
+
+/* after a write that marked pending work (properties.c) */
+
+void
+ngx_http_actingweb_outbox_mark(ngx_http_request_t *r)
+{
+    ngx_str_t                        url;
+    ngx_http_actingweb_ctx_t        *ctx;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (amcf->outbox == NULL
+        || ngx_http_actingweb_actor_url(r, &ctx->actor_id, &url) != NGX_OK)
+    {
+        return;
+    }
+
+    /* indexed first: if this worker dies, another one finds it */
+
+    if (ngx_http_actingweb_outbox_index(r, "SADD", &url) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "actingweb: callbacks of a write not indexed; "
+                      "they go out with the next write");
+    }
+
+    ngx_http_actingweb_outbox_add(amcf->outbox, url.data, url.len);
+}
+
+
+static void
+ngx_http_actingweb_outbox_add(ngx_http_actingweb_outbox_t *ob,
+    u_char *member, size_t len)
+{
+    ngx_queue_t                     *q;
+    ngx_http_actingweb_candidate_t  *cd;
+
+    /* a burst of writes to one actor is one claim */
+
+    for (q = ngx_queue_head(&ob->candidates);
+         q != ngx_queue_sentinel(&ob->candidates);
+         q = ngx_queue_next(q))
+    {
+        cd = ngx_queue_data(q, ngx_http_actingweb_candidate_t, queue);
+
+        if (cd->len == len && ngx_memcmp(cd->member, member, len) == 0) {
+            return;
+        }
+    }
+
+    cd = ngx_alloc(sizeof(ngx_http_actingweb_candidate_t) + len, ob->log);
+    if (cd == NULL) {
+        return;
+    }
+
+    cd->len = len;
+    ngx_memcpy(cd->member, member, len);
+    ngx_queue_insert_tail(&ob->candidates, &cd->queue);
+
+    if (!ob->kick.posted) {
+        ngx_post_event(&ob->kick, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_actingweb_outbox_kick(ngx_event_t *ev)
+{
+    ngx_str_t                        member;
+    ngx_queue_t                     *q;
+    ngx_connection_t                *c;
+    ngx_http_actingweb_outbox_t     *ob;
+    ngx_http_actingweb_candidate_t  *cd;
+
+    c = ev->data;
+    ob = (ngx_http_actingweb_outbox_t *)
+             ((u_char *) c - offsetof(ngx_http_actingweb_outbox_t, dummy));
+
+    while (!ngx_queue_empty(&ob->candidates)
+           && ob->claims < NGX_HTTP_ACTINGWEB_OUTBOX_CLAIMS)
+    {
+        q = ngx_queue_head(&ob->candidates);
+        ngx_queue_remove(q);
+        cd = ngx_queue_data(q, ngx_http_actingweb_candidate_t, queue);
+
+        member.data = cd->member;
+        member.len = cd->len;
+
+        (void) ngx_http_actingweb_outbox_claim(ob, &member);
+
+        ngx_free(cd);
+    }
+}
+
+
+/* a bucket set of the index: <prefix>:cbq:{<n>} */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_bucket(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_args_t *a, ngx_uint_t n)
+{
+    u_char                          *p, *last;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    p = ngx_pnalloc(r->pool, amcf->redis_prefix.len + sizeof(":cbq:{}")
+                             + NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = ngx_sprintf(p, "%V:cbq:{%ui}", &amcf->redis_prefix, n);
+
+    return ngx_http_actingweb_redis_arg(a, p, last - p);
+}
+
+
+/* the actor id: the last segment of its URL */
+
+static void
+ngx_http_actingweb_outbox_id(ngx_str_t *member, ngx_str_t *id)
+{
+    u_char  *p;
+
+    p = member->data + member->len;
+
+    while (p > member->data && p[-1] != '/') {
+        p--;
+    }
+
+    id->data = p;
+    id->len = member->data + member->len - p;
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_outbox_index(ngx_http_request_t *r, const char *cmd,
+    ngx_str_t *member)
+{
+    ngx_str_t                         id;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ngx_http_actingweb_outbox_id(member, &id);
+
+    a = ngx_http_actingweb_redis_args(r, 3);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_arg(a, (u_char *) cmd, ngx_strlen(cmd))
+           != NGX_OK
+        || ngx_http_actingweb_outbox_bucket(r, a,
+               ngx_crc32_short(id.data, id.len)
+               % NGX_HTTP_ACTINGWEB_OUTBOX_BUCKETS)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, member->data, member->len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_actingweb_redis_command(r, a,
+                                            ngx_http_actingweb_outbox_ignore);
+}
+
+
+static void
+ngx_http_actingweb_outbox_ignore(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    return;
+}
+
+
+/*
+ * The location that wrote: the actor URL's path names it (its factory
+ * prefix, or its actingweb_base_url); Host comes from the URL too, for
+ * actor URLs without actingweb_base_url.  NULL: no such location here.
+ */
+
+static ngx_http_conf_ctx_t *
+ngx_http_actingweb_outbox_locate(ngx_http_actingweb_outbox_t *ob,
+    ngx_str_t *member, ngx_str_t *host, ngx_str_t *id)
+{
+    u_char                          *p, *path, *last;
+    ngx_str_t                        prefix;
+    ngx_uint_t                       i;
+    ngx_http_conf_ctx_t            **loc;
+    ngx_http_actingweb_loc_conf_t   *alcf;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ob->amcf;
+
+    ngx_http_actingweb_outbox_id(member, id);
+
+    if (!ngx_http_actingweb_valid_id(id) || amcf->locations == NULL)
+    {
+        return NULL;
+    }
+
+    last = id->data - 1;                       /* the '/' before the id */
+
+    p = ngx_strlcasestrn(member->data, last, (u_char *) "://", 3 - 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    host->data = p + 3;
+    path = ngx_strlchr(host->data, last + 1, '/');
+    host->len = path - host->data;
+
+    prefix.data = path;
+    prefix.len = last - path;
+
+    loc = amcf->locations->elts;
+
+    for (i = 0; i < amcf->locations->nelts; i++) {
+        alcf = loc[i]->loc_conf[ngx_http_actingweb_module.ctx_index];
+
+        if (alcf->base_url.len) {
+            if (alcf->base_url.len == (size_t) (last - member->data)
+                && ngx_strncmp(alcf->base_url.data, member->data,
+                               alcf->base_url.len) == 0)
+            {
+                return loc[i];
+            }
+
+            continue;
+        }
+
+        if (alcf->prefix.len == prefix.len
+            && ngx_strncmp(alcf->prefix.data, prefix.data, prefix.len) == 0)
+        {
+            return loc[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a worker request in location cf, for the actor id (may be empty) */
+
+static ngx_http_actingweb_claim_t *
+ngx_http_actingweb_outbox_request(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_conf_ctx_t *cf, ngx_str_t *host, ngx_str_t *id)
+{
+    ngx_pool_t                  *pool;
+    ngx_table_elt_t             *h;
+    ngx_http_request_t          *r;
+    ngx_http_actingweb_claim_t  *cl;
+
+    pool = ngx_create_pool(4096, ob->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    r = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
+    cl = ngx_pcalloc(pool, sizeof(ngx_http_actingweb_claim_t));
+    h = ngx_pcalloc(pool, sizeof(ngx_table_elt_t));
+
+    if (r == NULL || cl == NULL || h == NULL) {
+        goto failed;
+    }
+
+    r->ctx = ngx_pcalloc(pool, sizeof(void *) * ngx_http_max_module);
+    cl->ctx.segs = ngx_pcalloc(pool, sizeof(ngx_str_t));
+    h->value.data = ngx_pstrdup(pool, host);
+    cl->ctx.actor_id.data = ngx_pstrdup(pool, id);
+
+    if (r->ctx == NULL || cl->ctx.segs == NULL
+        || (host->len && h->value.data == NULL)
+        || (id->len && cl->ctx.actor_id.data == NULL))
+    {
+        goto failed;
+    }
+
+    /* no socket: nothing is ever sent on it, and it is never finalized */
+
+    r->pool = pool;
+    r->connection = &ob->conn;
+    r->main = r;
+    r->count = 1;
+    r->signature = NGX_HTTP_MODULE;
+    r->main_conf = cf->main_conf;
+    r->srv_conf = cf->srv_conf;
+    r->loc_conf = cf->loc_conf;
+
+    h->value.len = host->len;
+    r->headers_in.host = host->len ? h : NULL;
+
+    cl->ctx.actor_id.len = id->len;
+    cl->ctx.nsegs = 1;
+    cl->ctx.worker = 1;
+    cl->request = r;
+    cl->outbox = ob;
+
+    cl->gone.handler = ngx_http_actingweb_outbox_gone;
+    cl->gone.data = &ob->dummy;
+    cl->gone.log = ob->log;
+
+    ngx_http_set_ctx(r, &cl->ctx, ngx_http_actingweb_module);
+
+    return cl;
+
+failed:
+
+    ngx_destroy_pool(pool);
+
+    return NULL;
+}
+
+
+/*
+ * The end of a worker request: Redis ops still out let go of it, and the
+ * pool goes from the event loop, as callers up the stack may still read
+ * it (a poll's handler runs inside the poll).
+ */
+
+static void
+ngx_http_actingweb_outbox_free(ngx_http_request_t *r)
+{
+    ngx_http_cleanup_t          *cln;
+    ngx_http_actingweb_claim_t  *cl;
+
+    for (cln = r->cleanup; cln; cln = cln->next) {
+        if (cln->handler) {
+            cln->handler(cln->data);
+            cln->handler = NULL;
+        }
+    }
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    ngx_post_event(&cl->gone, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_actingweb_outbox_gone(ngx_event_t *ev)
+{
+    ngx_http_actingweb_claim_t  *cl;
+
+    cl = (ngx_http_actingweb_claim_t *)
+             ((u_char *) ev - offsetof(ngx_http_actingweb_claim_t, gone));
+
+    ngx_destroy_pool(cl->request->pool);
+}
+
+
+/* a scan of every bucket: a few random members of each */
+
+static void
+ngx_http_actingweb_outbox_scan(ngx_event_t *ev)
+{
+    ngx_str_t                         none;
+    ngx_uint_t                        b;
+    ngx_connection_t                 *c;
+    ngx_http_request_t               *r;
+    ngx_http_conf_ctx_t             **loc;
+    ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_outbox_t      *ob;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    c = ev->data;
+    ob = (ngx_http_actingweb_outbox_t *)
+             ((u_char *) c - offsetof(ngx_http_actingweb_outbox_t, dummy));
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (ob->scans || !ngx_http_actingweb_redis_connected(ob->amcf)
+        || ob->amcf->locations == NULL)
+    {
+        ngx_http_actingweb_outbox_rearm(ob);
+        return;
+    }
+
+    /* any location's worker request will do for the index */
+
+    loc = ob->amcf->locations->elts;
+    ngx_str_null(&none);
+
+    cl = ngx_http_actingweb_outbox_request(ob, loc[0], &none, &none);
+    if (cl == NULL) {
+        ngx_http_actingweb_outbox_rearm(ob);
+        return;
+    }
+
+    r = cl->request;
+    ob->found = 0;
+
+    for (b = 0; b < NGX_HTTP_ACTINGWEB_OUTBOX_BUCKETS; b++) {
+        a = ngx_http_actingweb_redis_args(r, 3);
+
+        if (a == NULL
+            || ngx_http_actingweb_redis_arg(a, (u_char *) "SRANDMEMBER", 11)
+               != NGX_OK
+            || ngx_http_actingweb_outbox_bucket(r, a, b) != NGX_OK
+            || ngx_http_actingweb_redis_arg(a,
+                   (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_COUNT,
+                   sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_COUNT) - 1)
+               != NGX_OK
+            || ngx_http_actingweb_redis_command(r, a,
+                                     ngx_http_actingweb_outbox_scanned)
+               != NGX_OK)
+        {
+            break;
+        }
+
+        ob->scans++;
+    }
+
+    if (ob->scans == 0) {
+        ngx_http_actingweb_outbox_free(r);
+        ngx_http_actingweb_outbox_rearm(ob);
+    }
+}
+
+
+static void
+ngx_http_actingweb_outbox_scanned(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    size_t                        i;
+    ngx_http_actingweb_claim_t   *cl;
+    ngx_http_actingweb_outbox_t  *ob;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ob = cl->outbox;
+
+    if (status == NGX_HTTP_ACTINGWEB_REDIS_OK
+        && reply->type == REDIS_REPLY_ARRAY)
+    {
+        for (i = 0; i < reply->elements; i++) {
+            if (reply->element[i]->type == REDIS_REPLY_STRING) {
+                ngx_http_actingweb_outbox_add(ob,
+                                      (u_char *) reply->element[i]->str,
+                                      reply->element[i]->len);
+                ob->found++;
+            }
+        }
+    }
+
+    if (--ob->scans) {
+        return;
+    }
+
+    /* the last bucket's answer: the request goes, the next scan is set */
+
+    ngx_http_actingweb_outbox_free(r);
+
+    ob->scan_every = ob->found ? NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_MIN
+                               : ngx_min(ob->scan_every * 2,
+                                         NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_MAX);
+
+    ngx_http_actingweb_outbox_rearm(ob);
+}
+
+
+static void
+ngx_http_actingweb_outbox_rearm(ngx_http_actingweb_outbox_t *ob)
+{
+    if (ngx_exiting || ngx_terminate || ngx_quit || ob->scan.timer_set) {
+        return;
+    }
+
+    ngx_add_timer(&ob->scan, ob->scan_every);
+}
+
+
+static ngx_int_t
+ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
+    ngx_str_t *member)
+{
+    u_char                           *p;
+    ngx_str_t                         id, host;
+    ngx_http_request_t               *r;
+    ngx_http_conf_ctx_t              *cf;
+    ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    if (ngx_exiting || ngx_terminate) {
+        return NGX_DECLINED;
+    }
+
+    cf = ngx_http_actingweb_outbox_locate(ob, member, &host, &id);
+    if (cf == NULL) {
+        /* the instances of a fleet serve the same locations: drop it */
+
+        ngx_log_error(NGX_LOG_WARN, ob->log, 0,
+                      "actingweb: callbacks for \"%V\" dropped: no such "
+                      "location here", member);
+
+        cf = ob->amcf->locations ? ((ngx_http_conf_ctx_t **)
+                                    ob->amcf->locations->elts)[0] : NULL;
+        ngx_str_null(&host);
+        ngx_str_null(&id);
+
+        cl = cf ? ngx_http_actingweb_outbox_request(ob, cf, &host, &id)
+                : NULL;
+
+        if (cl) {
+            (void) ngx_http_actingweb_outbox_index(cl->request, "SREM",
+                                                   member);
+            ngx_http_actingweb_outbox_free(cl->request);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    cl = ngx_http_actingweb_outbox_request(ob, cf, &host, &id);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    r = cl->request;
+    p = ngx_pnalloc(r->pool, member->len);
+    a = ngx_http_actingweb_redis_args(r, 5);
+
+    if (p == NULL || a == NULL) {
+        goto failed;
+    }
+
+    cl->member.data = p;
+    cl->member.len = member->len;
+    ngx_memcpy(p, member->data, member->len);
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 2);
+    if (p == NULL) {
+        goto failed;
+    }
+
+    if (ngx_http_actingweb_redis_key(r, a, &id, "actor") != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &id, "subs") != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, ob->owner,
+                                        NGX_HTTP_ACTINGWEB_ID_LEN) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p,
+               ngx_sprintf(p, "%uM", (ngx_msec_t) ngx_time() * 1000
+                                     + ngx_timeofday()->msec) - p)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a,
+               (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_LEASE,
+               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_LEASE) - 1) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    if (ngx_http_actingweb_redis_script(r, NGX_HTTP_ACTINGWEB_SCRIPT_CB_CLAIM,
+                                        a, ngx_http_actingweb_outbox_claimed)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    ob->claims++;
+
+    return NGX_OK;
+
+failed:
+
+    ngx_destroy_pool(r->pool);
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    size_t                       i;
+    ngx_http_actingweb_claim_t  *cl;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
+        /* still indexed: a later scan tries again */
+        ngx_http_actingweb_outbox_done(r);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        /* nothing pending (any more): out of the index */
+        (void) ngx_http_actingweb_outbox_index(r, "SREM", &cl->member);
+        ngx_http_actingweb_outbox_done(r);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+        || ngx_http_actingweb_reply_str(r, reply->element[0], &cl->pending)
+           != NGX_OK)
+    {
+        /* leased by a live worker: it releases and sees new work */
+        ngx_http_actingweb_outbox_done(r);
+        return;
+    }
+
+    cl->nsubs = (reply->elements - 1) / 2;
+    cl->subs = ngx_pcalloc(r->pool, sizeof(ngx_str_t) * 2 * (cl->nsubs + 1));
+
+    if (cl->subs == NULL) {
+        ngx_http_actingweb_outbox_done(r);
+        return;
+    }
+
+    for (i = 0; i < 2 * cl->nsubs; i++) {
+        if (ngx_http_actingweb_reply_str(r, reply->element[i + 1],
+                                         &cl->subs[i])
+            != NGX_OK)
+        {
+            cl->nsubs = i / 2;
+            break;
+        }
+    }
+
+    ngx_http_actingweb_outbox_next_sub(r);
+}
+
+
+/* the claimed subscriptions, one after the other, then the release */
+
+static void
+ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
+{
+    ngx_http_actingweb_ctx_t    *ctx;
+    ngx_http_actingweb_claim_t  *cl;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    while (cl->i < cl->nsubs) {
+        ctx->segs[0] = cl->subs[2 * cl->i + 1];
+
+        if (ngx_http_actingweb_sub_refresh(r, &cl->subs[2 * cl->i],
+                                      ngx_http_actingweb_outbox_refreshed)
+            == NGX_DONE)
+        {
+            return;
+        }
+
+        cl->i++;
+    }
+
+    ngx_http_actingweb_outbox_release(r);
+}
+
+
+static void
+ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
+    cJSON *rec, cJSON *trust, cJSON *diffs, ngx_uint_t seen)
+{
+    u_char                          *p;
+    cJSON                           *entry, *seq;
+    size_t                           len;
+    ngx_str_t                        peer, baseuri, secret, url, *body;
+    ngx_uint_t                       n, i;
+    ngx_http_actingweb_ctx_t        *ctx;
+    ngx_http_actingweb_claim_t      *cl;
+    ngx_http_actingweb_sends_t      *sd;
+    ngx_http_actingweb_outbox_t     *ob;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ob = cl->outbox;
+    amcf = ob->amcf;
+
+    peer = cl->subs[2 * cl->i + 1];
+    cl->i++;
+
+    if (rc != NGX_OK || rec == NULL || trust == NULL) {
+        goto next;
+    }
+
+    /* the diffs this run made (a client's poll may have made others) */
+
+    n = 0;
+
+    cJSON_ArrayForEach(entry, diffs) {
+        seq = cJSON_GetObjectItemCaseSensitive(entry, "sequence");
+
+        if (cJSON_IsNumber(seq) && seq->valuedouble > (double) seen) {
+            n++;
+        }
+    }
+
+    if (n == 0
+        || ngx_http_actingweb_json_str(trust, "baseuri", &baseuri) != NGX_OK
+        || ngx_http_actingweb_json_str(trust, "secret", &secret) != NGX_OK
+        || ngx_http_actingweb_actor_url(r, &ctx->actor_id, &url) != NGX_OK)
+    {
+        goto next;
+    }
+
+    /* <baseuri>/callbacks/subscriptions/<our id>/<subid> */
+
+    len = sizeof(ngx_http_actingweb_sends_t) + baseuri.len
+          + sizeof("/callbacks/subscriptions//") + ctx->actor_id.len
+          + cl->subs[2 * (cl->i - 1)].len + sizeof("Bearer ") + secret.len
+          + peer.len + n * (sizeof(ngx_str_t) + 1);
+
+    sd = ngx_calloc(len, ob->log);
+    if (sd == NULL) {
+        goto next;
+    }
+
+    sd->outbox = ob;
+    ngx_queue_insert_tail(&ob->sends, &sd->all);
+    sd->bodies = (ngx_str_t *) (sd + 1);
+    sd->downgraded = (u_char *) (sd->bodies + n);
+
+    p = sd->downgraded + n;
+    sd->url.data = p;
+    p = ngx_sprintf(p, "%V/callbacks/subscriptions/%V/%V", &baseuri,
+                    &ctx->actor_id, &cl->subs[2 * (cl->i - 1)]);
+    sd->url.len = p - sd->url.data;
+    *p++ = '\0';
+
+    sd->authorization.data = p;
+    p = ngx_sprintf(p, "Bearer %V", &secret);
+    sd->authorization.len = p - sd->authorization.data;
+
+    sd->peer = ngx_http_actingweb_outbox_peer(ob, &peer);
+
+    i = 0;
+
+    cJSON_ArrayForEach(entry, diffs) {
+        seq = cJSON_GetObjectItemCaseSensitive(entry, "sequence");
+
+        if (!cJSON_IsNumber(seq) || seq->valuedouble <= (double) seen) {
+            continue;
+        }
+
+        body = &sd->bodies[i];
+
+        if (ngx_http_actingweb_outbox_payload(r, rec, entry, &url, body,
+                                              &sd->downgraded[i])
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        /* out of the worker request's pool: it goes before the calls end */
+
+        p = ngx_alloc(body->len + 1, ob->log);
+        if (p == NULL) {
+            continue;
+        }
+
+        ngx_memcpy(p, body->data, body->len);
+        p[body->len] = '\0';
+        body->data = p;
+
+        if (sd->downgraded[i]) {
+            amcf->stats.callbacks_downgraded++;
+        }
+
+        amcf->stats.callbacks_pending++;
+        i++;
+    }
+
+    sd->n = i;
+
+    if (sd->peer == NULL || sd->n == 0) {
+        ngx_http_actingweb_outbox_sends_free(sd);
+        goto next;
+    }
+
+    sd->dummy.fd = (ngx_socket_t) -1;
+    sd->retry.handler = ngx_http_actingweb_outbox_retry;
+    sd->retry.data = &sd->dummy;
+    sd->retry.log = ob->log;
+    sd->retry.cancelable = 1;
+
+    ngx_queue_insert_tail(&ob->ready, &sd->queue);
+    sd->queued = 1;
+
+    ngx_http_actingweb_outbox_pump(ob);
+
+next:
+
+    ngx_http_actingweb_outbox_next_sub(r);
+}
+
+
+/*
+ * The spec's callback: {"id", "subscriptionid", "target", "subtarget"?,
+ * "resource"?, "sequence", "timestamp", "granularity", "data" | "url"}
+ * ("type" and "url" for a resync); a high one above
+ * actingweb_callback_max_payload goes as low.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_payload(ngx_http_request_t *r, cJSON *rec,
+    cJSON *entry, ngx_str_t *url, ngx_str_t *out, u_char *downgraded)
+{
+    u_char                          *p;
+    cJSON                           *cb, *item, *data;
+    ngx_str_t                        s, gran;
+    ngx_uint_t                       i;
+    ngx_http_actingweb_ctx_t        *ctx;
+    ngx_http_actingweb_main_conf_t  *amcf;
+    static const char               *copy[] = {
+        "subscriptionid", "target", "subtarget", "resource", NULL
+    };
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    *downgraded = 0;
+
+    cb = cJSON_CreateObject();
+    if (cb == NULL || ngx_http_actingweb_json_guard(r, cb) != NGX_OK
+        || ngx_http_actingweb_json_add_str(r, cb, "id", &ctx->actor_id)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; copy[i]; i++) {
+        if (ngx_http_actingweb_json_str(rec, copy[i], &s) == NGX_OK
+            && ngx_http_actingweb_json_add_str(r, cb, copy[i], &s) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    cJSON_ArrayForEach(item, entry) {
+        if (ngx_strcmp(item->string, "data") != 0) {
+            cJSON_AddItemReferenceToObject(cb, item->string, item);
+        }
+    }
+
+    if (ngx_http_actingweb_json_str(rec, "granularity", &gran) != NGX_OK) {
+        ngx_str_set(&gran, "high");
+    }
+
+    data = cJSON_GetObjectItemCaseSensitive(entry, "data");
+
+    if (data && gran.len == 4 && ngx_strncmp(gran.data, "high", 4) == 0) {
+        if (ngx_http_actingweb_json_add_str(r, cb, "granularity", &gran)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        cJSON_AddItemReferenceToObject(cb, "data", data);
+
+        if (ngx_http_actingweb_json_print(r, cb, out) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (out->len <= amcf->callback_max_payload) {
+            return NGX_OK;
+        }
+
+        cJSON_DeleteItemFromObjectCaseSensitive(cb, "data");
+        cJSON_DeleteItemFromObjectCaseSensitive(cb, "granularity");
+        *downgraded = 1;
+    }
+
+    if (data) {
+        /* low: where the diff is, <actor>/subscriptions/<peer>/<sub>/<seq> */
+
+        item = cJSON_GetObjectItemCaseSensitive(entry, "sequence");
+
+        ngx_str_set(&gran, "low");
+
+        if (ngx_http_actingweb_json_str(rec, "subscriptionid", &s) != NGX_OK
+            || !cJSON_IsNumber(item))
+        {
+            return NGX_ERROR;
+        }
+
+        p = ngx_pnalloc(r->pool, url->len + sizeof("/subscriptions///")
+                                 + ctx->segs[0].len + s.len + NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        s.len = ngx_sprintf(p, "%V/subscriptions/%V/%V/%ui%Z", url,
+                            &ctx->segs[0], &s, (ngx_uint_t) item->valuedouble)
+                - p - 1;
+        s.data = p;
+
+        if (ngx_http_actingweb_json_add_str(r, cb, "url", &s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_actingweb_json_add_str(r, cb, "granularity", &gran)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_actingweb_json_print(r, cb, out);
+}
+
+
+static void
+ngx_http_actingweb_outbox_release(ngx_http_request_t *r)
+{
+    ngx_str_t                         id;
+    ngx_http_actingweb_ctx_t         *ctx;
+    ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    id = ctx->actor_id;
+
+    a = ngx_http_actingweb_redis_args(r, 3);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_key(r, a, &id, "actor") != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, cl->outbox->owner,
+                                        NGX_HTTP_ACTINGWEB_ID_LEN) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, cl->pending.data,
+                                        cl->pending.len) != NGX_OK
+        || ngx_http_actingweb_redis_script(r,
+                                      NGX_HTTP_ACTINGWEB_SCRIPT_CB_RELEASE, a,
+                                      ngx_http_actingweb_outbox_released)
+           != NGX_OK)
+    {
+        /* the lease expires; the work stays indexed */
+        ngx_http_actingweb_outbox_done(r);
+    }
+}
+
+
+static void
+ngx_http_actingweb_outbox_released(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    ngx_http_actingweb_claim_t  *cl;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (status == NGX_HTTP_ACTINGWEB_REDIS_OK
+        && reply->type == REDIS_REPLY_INTEGER)
+    {
+        if (reply->integer == 1) {
+            /* writes came meanwhile: once more */
+            ngx_http_actingweb_outbox_add(cl->outbox, cl->member.data,
+                                          cl->member.len);
+
+        } else {
+            (void) ngx_http_actingweb_outbox_index(r, "SREM", &cl->member);
+        }
+    }
+
+    ngx_http_actingweb_outbox_done(r);
+}
+
+
+static void
+ngx_http_actingweb_outbox_done(ngx_http_request_t *r)
+{
+    ngx_http_actingweb_claim_t   *cl;
+    ngx_http_actingweb_outbox_t  *ob;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    ob = cl->outbox;
+
+    ngx_http_actingweb_outbox_free(r);
+
+    ob->claims--;
+
+    if (!ngx_queue_empty(&ob->candidates) && !ob->kick.posted) {
+        ngx_post_event(&ob->kick, &ngx_posted_events);
+    }
+}
+
+
+/* the circuit breaker of a peer (this worker's view) */
+
+static ngx_http_actingweb_peer_state_t *
+ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
+    ngx_str_t *id)
+{
+    ngx_queue_t                      *q;
+    ngx_http_actingweb_peer_state_t  *ps;
+
+    for (q = ngx_queue_head(&ob->peers);
+         q != ngx_queue_sentinel(&ob->peers);
+         q = ngx_queue_next(q))
+    {
+        ps = ngx_queue_data(q, ngx_http_actingweb_peer_state_t, queue);
+
+        if (ps->len == id->len && ngx_memcmp(ps->id, id->data, id->len) == 0)
+        {
+            return ps;
+        }
+    }
+
+    ps = ngx_calloc(sizeof(ngx_http_actingweb_peer_state_t) + id->len,
+                    ob->log);
+    if (ps == NULL) {
+        return NULL;
+    }
+
+    ps->len = id->len;
+    ngx_memcpy(ps->id, id->data, id->len);
+    ngx_queue_insert_tail(&ob->peers, &ps->queue);
+
+    return ps;
+}
+
+
+static void
+ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_peer_state_t *ps, ngx_uint_t ok, ngx_msec_t wait)
+{
+    if (ok) {
+        if (ps->state != NGX_HTTP_ACTINGWEB_BREAKER_CLOSED) {
+            ngx_log_error(NGX_LOG_NOTICE, ob->log, 0,
+                          "actingweb: callbacks to peer %*s: circuit closed",
+                          ps->len, ps->id);
+        }
+
+        ps->state = NGX_HTTP_ACTINGWEB_BREAKER_CLOSED;
+        ps->fails = 0;
+        return;
+    }
+
+    ps->fails++;
+
+    if (wait == 0
+        && ps->state == NGX_HTTP_ACTINGWEB_BREAKER_CLOSED
+        && ps->fails < NGX_HTTP_ACTINGWEB_BREAKER_FAILS)
+    {
+        return;
+    }
+
+    if (wait == 0) {
+        wait = NGX_HTTP_ACTINGWEB_BREAKER_OPEN;
+    }
+
+    if (ps->state != NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
+        ob->amcf->stats.callbacks_circuit_open++;
+
+        ngx_log_error(NGX_LOG_WARN, ob->log, 0,
+                      "actingweb: callbacks to peer %*s: circuit open for "
+                      "%M ms after %ui failures", ps->len, ps->id, wait,
+                      ps->fails);
+    }
+
+    ps->state = NGX_HTTP_ACTINGWEB_BREAKER_OPENED;
+    ps->until = ngx_current_msec + wait;
+}
+
+
+/* starts calls while there is room: one per subscription at a time */
+
+static void
+ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
+{
+    ngx_queue_t                      *q;
+    ngx_http_actingweb_sends_t       *sd;
+    ngx_http_actingweb_peer_state_t  *ps;
+    ngx_http_actingweb_curl_post_t    post;
+    ngx_http_actingweb_main_conf_t   *amcf;
+
+    amcf = ob->amcf;
+
+    while (!ngx_queue_empty(&ob->ready)
+           && ob->calls < amcf->callback_concurrency)
+    {
+        q = ngx_queue_head(&ob->ready);
+        ngx_queue_remove(q);
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        sd->queued = 0;
+        ps = sd->peer;
+
+        if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_PROBING
+            || (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED
+                && (ngx_msec_int_t) (ps->until - ngx_current_msec) > 0))
+        {
+            /* not now: the diffs stay pollable */
+            amcf->stats.callbacks_failed += sd->n - sd->next;
+            amcf->stats.callbacks_pending -= sd->n - sd->next;
+            ngx_http_actingweb_outbox_sends_free(sd);
+            continue;
+        }
+
+        if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
+            ps->state = NGX_HTTP_ACTINGWEB_BREAKER_PROBING;
+        }
+
+        ngx_memzero(&post, sizeof(ngx_http_actingweb_curl_post_t));
+
+        post.url = sd->url;
+        post.authorization = sd->authorization;
+        post.body = sd->bodies[sd->next];
+        post.downgraded = sd->downgraded[sd->next];
+        post.timeout = amcf->callback_timeout;
+        post.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
+        post.handler = ngx_http_actingweb_outbox_sent;
+        post.data = sd;
+
+        if (ngx_http_actingweb_curl_post(amcf, &post) != NGX_OK) {
+            amcf->stats.callbacks_failed += sd->n - sd->next;
+            amcf->stats.callbacks_pending -= sd->n - sd->next;
+            ngx_http_actingweb_outbox_sends_free(sd);
+            continue;
+        }
+
+        ob->calls++;
+    }
+}
+
+
+static void
+ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
+    ngx_str_t *retry_after, ngx_str_t *body)
+{
+    ngx_http_actingweb_sends_t *sd = data;
+
+    ngx_int_t                         n;
+    ngx_msec_t                        wait;
+    ngx_uint_t                        ok;
+    ngx_http_actingweb_outbox_t      *ob;
+    ngx_http_actingweb_main_conf_t   *amcf;
+
+    ob = sd->outbox;
+    amcf = ob->amcf;
+    ob->calls--;
+
+    if (rc == NGX_ABORT) {
+        /* exiting: outbox_exit frees what is left */
+        amcf->stats.callbacks_pending--;
+        sd->next = sd->n;
+        ngx_http_actingweb_outbox_sends_free(sd);
+        return;
+    }
+
+    ok = (rc == NGX_OK && status >= 200 && status < 300);
+    wait = 0;
+
+    if (rc == NGX_OK && (status == 429 || status == 503)
+        && retry_after->len)
+    {
+        n = ngx_atoi(retry_after->data, retry_after->len);
+
+        if (n != NGX_ERROR) {
+            wait = (ngx_msec_t) ngx_min(n, 3600) * 1000;
+        }
+    }
+
+    if (!ok) {
+        ngx_log_error(NGX_LOG_INFO, ob->log, 0,
+                      "actingweb: callback to \"%V\" failed: %ui",
+                      &sd->url, status);
+    }
+
+    ngx_http_actingweb_outbox_breaker(ob, sd->peer, ok, wait);
+
+    if (!ok && sd->tries < amcf->callback_retries
+        && sd->peer->state == NGX_HTTP_ACTINGWEB_BREAKER_CLOSED)
+    {
+        /* configured retries: 1 s, 2 s, 4 s, ... */
+
+        amcf->stats.callbacks_retried++;
+        ngx_add_timer(&sd->retry,
+                      NGX_HTTP_ACTINGWEB_RETRY_DELAY << ngx_min(sd->tries, 10));
+        sd->tries++;
+
+        ngx_http_actingweb_outbox_pump(ob);
+        return;
+    }
+
+    if (ok) {
+        amcf->stats.callbacks_sent++;
+
+    } else {
+        amcf->stats.callbacks_failed++;
+    }
+
+    amcf->stats.callbacks_pending--;
+    sd->next++;
+    sd->tries = 0;
+
+    if (sd->next < sd->n) {
+        ngx_queue_insert_tail(&ob->ready, &sd->queue);
+        sd->queued = 1;
+
+    } else {
+        ngx_http_actingweb_outbox_sends_free(sd);
+    }
+
+    ngx_http_actingweb_outbox_pump(ob);
+}
+
+
+static void
+ngx_http_actingweb_outbox_retry(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_actingweb_sends_t  *sd;
+
+    c = ev->data;
+    sd = (ngx_http_actingweb_sends_t *)
+             ((u_char *) c - offsetof(ngx_http_actingweb_sends_t, dummy));
+
+    ngx_queue_insert_tail(&sd->outbox->ready, &sd->queue);
+    sd->queued = 1;
+
+    ngx_http_actingweb_outbox_pump(sd->outbox);
+}
+
+
+static void
+ngx_http_actingweb_outbox_sends_free(ngx_http_actingweb_sends_t *sd)
+{
+    ngx_uint_t  i;
+
+    if (sd->queued) {
+        ngx_queue_remove(&sd->queue);
+    }
+
+    ngx_queue_remove(&sd->all);
+
+    if (sd->retry.timer_set) {
+        ngx_del_timer(&sd->retry);
+    }
+
+    for (i = 0; i < sd->n; i++) {
+        ngx_free(sd->bodies[i].data);
+    }
+
+    ngx_free(sd);
+}

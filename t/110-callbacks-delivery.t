@@ -1,0 +1,231 @@
+# Callback delivery (the outbox): A (this server) publishes; B and F are
+# subscribers on a second server in the same nginx whose /callbacks
+# locations are sinks: B's proxies to a 204 and logs what it got (URI,
+# Authorization, downgrade header, body) to a file this test reads; F's
+# answers 500.  High and low callbacks, a payload above
+# actingweb_callback_max_payload sent as low, F's circuit opening without
+# hurting B, polling after missed callbacks, and work left pending in
+# Redis by a stopped publisher delivered by the next one.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use ActingWeb::Test;
+
+use IO::Socket::INET ();
+use HTTP::Tiny ();
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+        or die "no free port: $!";
+    return $s->sockport;
+}
+
+$ENV{TEST_NGINX_B_PORT} ||= free_port();
+$ENV{TEST_NGINX_CBLOG} ||= "/tmp/aw110-$$.log";
+unlink $ENV{TEST_NGINX_CBLOG};
+
+END { unlink $ENV{TEST_NGINX_CBLOG} if $ENV{TEST_NGINX_CBLOG} }
+
+my $peer = <<'CONF';
+    location = /_actingweb_peer {
+        internal;
+        proxy_pass $actingweb_peer_url;
+        proxy_pass_request_headers off;
+        proxy_set_header Authorization $actingweb_peer_authorization;
+        proxy_set_header Content-Type application/json;
+        subrequest_output_buffer_size 64k;
+    }
+CONF
+
+block_defaults(
+    http_config => <<"CONF",
+    actingweb_peer_timeout 5s;
+    actingweb_callback_max_payload 300;
+    log_format cb escape=none
+        '\$request_uri|\$http_authorization|\$http_x_actingweb_granularity_downgraded|\$request_body';
+    server {
+        listen 127.0.0.1:\$TEST_NGINX_B_PORT;
+        location ~ ^/b/[0-9a-f]+/callbacks/ {
+            access_log \$TEST_NGINX_CBLOG cb;
+            client_body_buffer_size 64k;
+            rewrite ^ /sink break;
+            proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT;
+        }
+        location = /sink { access_log off; return 204; }
+        location ~ ^/f/[0-9a-f]+/callbacks/ { access_log off; return 500; }
+        location /b/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:\$TEST_NGINX_B_PORT/b;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_auto_approve friend;
+        }
+        location /f/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:\$TEST_NGINX_B_PORT/f;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_auto_approve friend;
+        }
+$peer
+    }
+CONF
+    config => <<"CONF",
+    location /a/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/a;
+        actingweb_peer_allow 127.0.0.1;
+    }
+    location = /status { actingweb_status; }
+    location /tob/ {
+        proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT/;
+    }
+$peer
+CONF
+    more_headers => "Authorization: {{basic:alice:pa}}\n",
+);
+
+sub key { "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . main::captured($_[1] // 'a') . "}:$_[0]" }
+
+# the sink's lines once there are at least $n of them (10 s at most)
+sub callbacks {
+    my ($n) = @_;
+    my @l;
+    for (1 .. 100) {
+        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
+            @l = <$fh>;
+            chomp @l;
+        }
+        last if @l >= $n;
+        select undef, undef, undef, 0.1;
+    }
+    return @l;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: A (publisher), B and F (subscribers)
+--- request eval
+["POST /a/\n{\"creator\": \"alice\", \"passphrase\": \"pa\"}",
+ "POST /tob/b/\n{\"creator\": \"bob\", \"passphrase\": \"pb\"}",
+ "POST /tob/f/\n{\"creator\": \"fred\", \"passphrase\": \"pf\"}"]
+--- more_headers
+--- error_code eval
+[201, 201, 201]
+--- capture eval
+["a = json:id", "b = json:id", "f = json:id"]
+
+
+
+=== TEST 2: trusts A-B and A-F, friends
+--- request eval
+["POST /a/{{a}}/trust\n{\"url\": \"http://127.0.0.1:{{env:TEST_NGINX_B_PORT}}/b/{{b}}\", \"relationship\": \"friend\"}",
+ "POST /a/{{a}}/trust\n{\"url\": \"http://127.0.0.1:{{env:TEST_NGINX_B_PORT}}/f/{{f}}\", \"relationship\": \"friend\"}"]
+--- error_code eval
+[201, 201]
+--- capture eval
+["s = json:secret", "sf = json:secret"]
+
+
+
+=== TEST 3: B subscribes high to everything and low to x; F high to everything
+--- request eval
+["POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\", \"granularity\": \"high\"}",
+ "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\", \"subtarget\": \"x\", \"granularity\": \"low\"}",
+ "POST /a/{{a}}/subscriptions/{{f}}\n{\"target\": \"properties\", \"granularity\": \"high\"}"]
+--- more_headers eval
+["Authorization: Bearer {{s}}", "Authorization: Bearer {{s}}",
+ "Authorization: Bearer {{sf}}"]
+--- error_code eval
+[201, 201, 201]
+--- capture eval
+["sub1 = json:subscriptionid", "sub2 = json:subscriptionid",
+ "subf = json:subscriptionid"]
+
+
+
+=== TEST 4: writes answer at once; callbacks follow; F's fail and its circuit opens after 5 without hurting B
+--- init
+my $port = main::wait_for_server();
+my $a = main::captured('a');
+my $h = { Authorization => main::basic_auth('alice', 'pa'),
+          'Content-Type' => 'application/json' };
+my @w = (['x', '{"y": 1}'], ['z', '2'], ['big', '"' . ('v' x 400) . '"'],
+         ['z', '3'], ['z', '4']);
+for my $w (@w) {
+    my $res = HTTP::Tiny->new->request('PUT',
+        "http://127.0.0.1:$port/a/$a/properties/$w->[0]",
+        { headers => $h, content => $w->[1] });
+    Test::More::is($res->{status}, 204, "PUT $w->[0]");
+}
+main::callbacks(6);
+# and F's five have failed (no timing: up to 10 s)
+for (1 .. 100) {
+    last if HTTP::Tiny->new->get("http://127.0.0.1:$port/status")->{content}
+            =~ /"callbacks_failed":5,.*"callbacks_pending":0,/;
+    select undef, undef, undef, 0.1;
+}
+--- request
+GET /status
+--- response_body_like eval
+qr/"callbacks_sent":6,"callbacks_failed":5,"callbacks_retried":0,"callbacks_downgraded":2,"callbacks_circuit_open":1,"callbacks_pending":0/
+--- error_log
+actingweb: callbacks to peer {{f}}: circuit open for 60000 ms after 5 failures
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 5: B got each change once, in order: high with data, low with url, the big one downgraded
+--- init
+my @l = main::callbacks(6);
+my ($aid, $bid, $s, $sub1, $sub2) = map { main::captured($_) } qw(a b s sub1 sub2);
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+Test::More::is(scalar @l, 6, 'six callbacks to B') or Test::More::diag(join "\n", @l);
+# one subscription's callbacks of separate writes may cross on the way
+my @high = sort { ($a =~ /"sequence":(\d+)/)[0] <=> ($b =~ /"sequence":(\d+)/)[0] }
+           grep { m{/$sub1\|} } @l;
+my @low = grep { m{/$sub2\|} } @l;
+Test::More::is(scalar @high, 5, 'five high');
+Test::More::like($high[0], qr{^/b/$bid/callbacks/subscriptions/$aid/$sub1\|Bearer $s\|\|\{"id":"$aid","subscriptionid":"$sub1","target":"properties","sequence":1,"timestamp":"[^"]+Z","granularity":"high","data":\{"x":\{"y":1\}\}\}$}, 'high callback');
+Test::More::like($high[1], qr{"sequence":2,.*"data":\{"z":2\}}, 'second');
+Test::More::like($high[2], qr{\|true\|\{.*"sequence":3,.*"url":"http://127.0.0.1:$port/a/$aid/subscriptions/$bid/$sub1/3","granularity":"low"\}$}, 'above the limit: low, with the header');
+Test::More::like($high[4], qr{"sequence":5,.*"data":\{"z":4\}}, 'last');
+Test::More::is(scalar @low, 1, 'one low');
+Test::More::like($low[0], qr{\|\|\{"id":"$aid","subscriptionid":"$sub2","target":"properties","subtarget":"x","sequence":1,"timestamp":"[^"]+","url":"http://127.0.0.1:$port/a/$aid/subscriptions/$bid/$sub2/1","granularity":"low"\}$}, 'low callback');
+--- request
+GET /a/{{a}}/subscriptions/{{f}}/{{subf}}
+--- more_headers
+Authorization: Bearer {{sf}}
+--- response_body_json
+{"...": 1, "sequence": 5, "data": [{"...": 1, "sequence": 1}, {"...": 1}, {"...": 1}, {"...": 1}, {"...": 1, "sequence": 5, "data": {"z": 4}}]}
+
+
+
+=== TEST 6: a stopped publisher left work in Redis (a change, the mark, the index): the next one delivers it
+--- init
+my $k = main::key('changes');
+main::redis_cmd('XADD', $k, '*', 'path', '["w"]', 'op', 'set', 'value', '7');
+main::redis_cmd('HSET', main::key('actor'), 'pending', 'x');
+my $url = "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/a/" . main::captured('a');
+my $n = 0;
+# the bucket: crc32(id) % 16, as nginx computes it
+require Compress::Zlib;
+$n = Compress::Zlib::crc32(main::captured('a')) % 16;
+main::redis_cmd('SADD', "$ENV{TEST_NGINX_REDIS_PREFIX}:cbq:{$n}", $url);
+my @l = main::callbacks(7);
+Test::More::is(scalar @l, 7, 'the left-over change was delivered');
+Test::More::like($l[-1], qr{"sequence":6,.*"data":\{"w":7\}}, 'with the next sequence');
+--- request
+GET /status
+--- response_body_like eval
+qr/"callbacks_sent":1,/
+--- no_error_log
+[error]
+[alert]
+[crit]
