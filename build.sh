@@ -8,6 +8,10 @@
 #                              127.0.0.1:${PORT:-8080} with a local Redis
 #   ./build.sh test [FILES]    build, then run the Test::Nginx suite (t/)
 #   ./build.sh bench           benchmarks, ratios against plain nginx
+#   ./build.sh fuzz [SECONDS] [TARGETS]
+#                              libFuzzer targets (fuzz/), each for SECONDS
+#                              (default 20); the whole `test` runs each for
+#                              AW_FUZZ_SECONDS (default 15, 0: none)
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build against that source tree instead
@@ -18,6 +22,8 @@
 #   TEST_NGINX_BINARY=/usr/sbin/nginx, TEST_NGINX_EVENT_TYPE=poll,
 #   TEST_NGINX_USE_VALGRIND=1        nginx under memcheck: an error or a
 #                                    definite leak fails the block
+#   TEST_NGINX_SANITIZE=1            `test`: nginx and the module built with
+#                                    ASan and UBSan; any report fails the run
 
 set -euo pipefail
 
@@ -406,6 +412,16 @@ halt_on_error=0:suppressions=$ROOT/sanitize/ubsan.supp"
 
     stop_redis "$dir/redis"
     rm -rf "$dir"
+
+    # the whole suite also runs each fuzz target briefly (CI does this);
+    # AW_FUZZ_SECONDS=0 skips it
+    if [ ${#args[@]} -eq 2 ] && [ "${args[*]}" = "-r t/" ] \
+       && [ "${AW_FUZZ_SECONDS:-15}" != 0 ] \
+       && [ -z "${TEST_NGINX_SANITIZE:-}${TEST_NGINX_USE_VALGRIND:-}" ]
+    then
+        cmd_fuzz "${AW_FUZZ_SECONDS:-15}" || rc=1
+    fi
+
     return $rc
 }
 
@@ -559,5 +575,5 @@ case "${1:-build}" in
     test)  shift; cmd_test "$@" ;;
     bench) shift; cmd_bench "$@" ;;
     fuzz)  shift; cmd_fuzz "$@" ;;
-    *)     sed -n '3,22p' "$0"; exit 2 ;;
+    *)     sed -n '3,28p' "$0"; exit 2 ;;
 esac
