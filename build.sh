@@ -8,6 +8,10 @@
 #                              127.0.0.1:${PORT:-8080} with a local Redis
 #   ./build.sh test [FILES]    build, then run the Test::Nginx suite (t/)
 #   ./build.sh bench           benchmarks, ratios against plain nginx
+#   ./build.sh fuzz [SECONDS] [TARGETS]
+#                              libFuzzer targets (fuzz/), each for SECONDS
+#                              (default 20); the whole `test` runs each for
+#                              AW_FUZZ_SECONDS (default 15, 0: none)
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build against that source tree instead
@@ -18,6 +22,8 @@
 #   TEST_NGINX_BINARY=/usr/sbin/nginx, TEST_NGINX_EVENT_TYPE=poll,
 #   TEST_NGINX_USE_VALGRIND=1        nginx under memcheck: an error or a
 #                                    definite leak fails the block
+#   TEST_NGINX_SANITIZE=1            `test`: nginx and the module built with
+#                                    ASan and UBSan; any report fails the run
 
 set -euo pipefail
 
@@ -250,24 +256,17 @@ apt_private() {
         -o Dir::State::Lists="$dir/lists" "$@"
 }
 
-# Debian's nginx has only the epoll event module; for another
-# TEST_NGINX_EVENT_TYPE (poll, select) build the same nginx version from
-# its upstream source with that module and Debian's configure flags
-event_nginx() {
-    local type=${TEST_NGINX_EVENT_TYPE:-} ver upstream dir src want
-    case "$type" in ""|epoll) return 0 ;; esac
-    [ -z "${NGINX_SRC:-}" ] || return 0
-    "$(nginx_bin)" -V 2>&1 | grep -q -- "--with-${type}_module" && return 0
-
+# nginx's upstream source of the installed version, from Debian's source
+# package (deb-src); prints the directory
+nginx_source() {
+    local ver upstream src
     ver=$(dpkg-query -W -f='${Version}' nginx)
     upstream=${ver#*:}
     upstream=${upstream%%-*}
-    dir="$BUILD/nginx-$type"
     src="$BUILD/src/nginx-$upstream"
-    want="$ver:$(cksum < "$ROOT/config")"
 
     if [ ! -d "$src" ]; then
-        say "fetching nginx $upstream source for the $type event module"
+        say "fetching the nginx $upstream source"
         mkdir -p "$BUILD/src"
         apt_private update -qq >/dev/null 2>&1 || true
         (cd "$BUILD/src" && apt_private source --download-only \
@@ -276,17 +275,29 @@ event_nginx() {
             || die "cannot fetch nginx $upstream source (deb-src)"
         tar -xzf "$BUILD/src/nginx_$upstream.orig.tar.gz" -C "$BUILD/src"
     fi
+    echo "$src"
+}
+
+# source_nginx DIR CC_OPT LD_OPT [configure args...]: nginx from its
+# upstream source with Debian's configure flags and the module (dynamic)
+# in DIR, configured once per (arguments, nginx version, config)
+source_nginx() {
+    local dir=$1 ccopt=$2 ldopt=$3 src want
+    shift 3
+    src=$(nginx_source)
+    want="$(dpkg-query -W -f='${Version}' nginx):$ccopt:$ldopt:$*"
+    want="$want:$(cksum < "$ROOT/config")"
 
     if [ ! -f "$dir/.configured" ] || [ "$(cat "$dir/.configured")" != "$want" ]
     then
-        say "configuring nginx $upstream with --with-${type}_module"
+        say "configuring nginx in $dir"
         rm -rf "$dir"
         mkdir -p "$dir"
         (
             cd "$src"
             . /usr/share/nginx/src/conf_flags
-            ./configure --with-cc-opt=-fPIC --with-ld-opt=-fPIC \
-                "${NGX_CONF_FLAGS[@]}" "--with-${type}_module" \
+            ./configure --with-cc-opt="$ccopt" --with-ld-opt="$ldopt" \
+                "${NGX_CONF_FLAGS[@]}" "$@" \
                 --add-dynamic-module="$ROOT" --builddir="$dir"
         ) > "$dir/configure.log" 2>&1 || die "configure failed: $dir/configure.log"
         echo "$want" > "$dir/.configured"
@@ -295,7 +306,38 @@ event_nginx() {
     make -s -f "$dir/Makefile" -C "$src" -j"$(nproc)" >&2
     export TEST_NGINX_BINARY="$dir/nginx"
     export TEST_NGINX_LOAD_MODULES="$dir/ngx_http_actingweb_module.so"
-    say "testing with $dir/nginx ($type)"
+}
+
+# Debian's nginx has only the epoll event module; for another
+# TEST_NGINX_EVENT_TYPE (poll, select) build the same nginx version from
+# its upstream source with that module and Debian's configure flags.
+# TEST_NGINX_SANITIZE=1: nginx and the module with AddressSanitizer and
+# UndefinedBehaviorSanitizer (and every pool allocation a malloc of its
+# own, so that ASan sees their bounds).
+event_nginx() {
+    local type=${TEST_NGINX_EVENT_TYPE:-} args=() dir
+    case "$type" in ""|epoll) type= ;; esac
+    [ -z "${NGINX_SRC:-}" ] || return 0
+
+    if [ -n "$type" ] \
+       && ! "$(nginx_bin)" -V 2>&1 | grep -q -- "--with-${type}_module"
+    then
+        args=("--with-${type}_module")
+    elif [ -n "$type" ] && [ -z "${TEST_NGINX_SANITIZE:-}" ]; then
+        return 0
+    fi
+
+    if [ -n "${TEST_NGINX_SANITIZE:-}" ]; then
+        dir="$BUILD/nginx-sanitize${type:+-$type}"
+        source_nginx "$dir" \
+            "-g -O1 -fPIC -fno-omit-frame-pointer -fsanitize=address,undefined -DNGX_DEBUG_PALLOC=1" \
+            "-fPIC -fsanitize=address,undefined" "${args[@]}"
+        say "testing with $dir/nginx (ASan, UBSan${type:+, $type})"
+    elif [ -n "$type" ]; then
+        dir="$BUILD/nginx-$type"
+        source_nginx "$dir" -fPIC -fPIC "${args[@]}"
+        say "testing with $dir/nginx ($type)"
+    fi
 }
 
 cmd_test() {
@@ -341,11 +383,183 @@ cmd_test() {
 
     [ ${#args[@]} -eq 0 ] && args=(-r t/)
 
+    if [ -n "${TEST_NGINX_SANITIZE:-}" ]; then
+        # every report goes to a file of its own (.<pid> added); any of
+        # them fails the run, whatever the blocks said
+        mkdir -p "$dir/sanitize"
+        export ASAN_OPTIONS="log_path=$dir/sanitize/asan:detect_leaks=0:\
+abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:\
+check_initialization_order=1:suppressions=$ROOT/sanitize/asan.supp"
+        export LSAN_OPTIONS="suppressions=$ROOT/sanitize/lsan.supp:\
+print_suppressions=0"
+        export UBSAN_OPTIONS="log_path=$dir/sanitize/ubsan:print_stacktrace=1:\
+halt_on_error=0:suppressions=$ROOT/sanitize/ubsan.supp"
+    fi
+
     cd "$ROOT"
     prove "${inc[@]}" "${args[@]}" || rc=$?
 
+    if [ -n "${TEST_NGINX_SANITIZE:-}" ]; then
+        if compgen -G "$dir/sanitize/*" >/dev/null; then
+            say "sanitizer reports:"
+            cat "$dir"/sanitize/* >&2
+            rc=1
+        else
+            say "sanitizers: no report"
+        fi
+        unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+    fi
+
     stop_redis "$dir/redis"
     rm -rf "$dir"
+
+    # the whole suite also runs each fuzz target briefly (CI does this);
+    # AW_FUZZ_SECONDS=0 skips it
+    if [ ${#args[@]} -eq 2 ] && [ "${args[*]}" = "-r t/" ] \
+       && [ "${AW_FUZZ_SECONDS:-15}" != 0 ] \
+       && [ -z "${TEST_NGINX_SANITIZE:-}${TEST_NGINX_USE_VALGRIND:-}" ]
+    then
+        cmd_fuzz "${AW_FUZZ_SECONDS:-15}" || rc=1
+    fi
+
+    return $rc
+}
+
+# libFuzzer targets (fuzz/*.c): nginx's core objects (its own main()
+# renamed) and the module's, built with clang and ASan + UBSan; a target
+# that includes a module .c file (for its static functions) is linked
+# without that file's object
+FUZZ_FLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+-fno-sanitize-recover=undefined -DNGX_DEBUG_PALLOC=1"
+
+fuzz_build() {
+    local src dir="$BUILD/fuzz" objs="$BUILD/fuzz/nginx" want f o t inc
+    local deps cflags libs
+
+    if ! command -v clang >/dev/null 2>&1 \
+       || ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n)
+{return 0;}' | clang -x c -fsanitize=fuzzer,address - -o "/tmp/aw-fuzz-check.$$" \
+            >/dev/null 2>&1
+    then
+        say "installing clang and libclang-rt for libFuzzer"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends clang libclang-rt-dev >/dev/null
+    fi
+    rm -f "/tmp/aw-fuzz-check.$$"
+
+    src=$(nginx_source)
+    want="$(dpkg-query -W -f='${Version}' nginx):$FUZZ_FLAGS"
+    mkdir -p "$dir/obj"
+
+    if [ ! -f "$objs/.configured" ] || [ "$(cat "$objs/.configured")" != "$want" ]
+    then
+        say "configuring nginx for the fuzz targets in $objs"
+        rm -rf "$objs" "$dir/obj"
+        mkdir -p "$objs" "$dir/obj"
+        (
+            cd "$src"
+            ./configure --with-cc=clang \
+                --with-cc-opt="$FUZZ_FLAGS -fsanitize=fuzzer-no-link" \
+                --with-ld-opt="-fsanitize=fuzzer-no-link,address,undefined" \
+                --with-threads --without-http_rewrite_module \
+                --without-http_gzip_module --builddir="$objs"
+        ) > "$objs/configure.log" 2>&1 || die "configure failed: $objs/configure.log"
+        echo "$want" > "$objs/.configured"
+    fi
+    make -s -f "$objs/Makefile" -C "$src" -j"$(nproc)" >&2
+
+    # nginx's objects, its main() renamed (nginx.o also holds core globals)
+    if [ "$objs/src/core/nginx.o" -nt "$dir/nginx-nomain.o" ]; then
+        objcopy --redefine-sym main=ngx_nginx_main \
+            "$objs/src/core/nginx.o" "$dir/nginx-nomain.o"
+    fi
+
+    inc=(-I"$src/src/core" -I"$src/src/event" -I"$src/src/event/modules"
+         -I"$src/src/os/unix" -I"$src/src/http" -I"$src/src/http/modules"
+         -I"$objs" -I"$ROOT/ngx_http_actingweb_module")
+    # shellcheck disable=SC2206
+    cflags=($FUZZ_FLAGS -fsanitize=fuzzer-no-link -Wall -Werror
+            -Wno-unused-function)
+    deps=("$ROOT"/ngx_http_actingweb_module/*.h "$objs/.configured")
+
+    for f in "$ROOT"/ngx_http_actingweb_module/*.c; do
+        o="$dir/obj/$(basename "${f%.c}").o"
+        if [ ! -f "$o" ] || [ -n "$(find "$f" "${deps[@]}" -newer "$o")" ]; then
+            clang "${cflags[@]}" "${inc[@]}" -c "$f" -o "$o" || die "cc $f"
+        fi
+    done
+
+    libs=(-lhiredis -lcjson -lcurl -lcrypto -lcrypt -lpthread -ldl)
+    mapfile -t nginx_objs < <(find "$objs/src" -name '*.o' ! -name nginx.o)
+
+    for f in "$ROOT"/fuzz/*.c; do
+        t=$(basename "${f%.c}")
+        local mod=() skip
+        skip=$(sed -n 's/^#include ".*\(ngx_http_actingweb_[a-z_]*\)\.c"$/\1/p' "$f")
+        for o in "$dir"/obj/*.o; do
+            [ "$(basename "${o%.o}")" = "$skip" ] || mod+=("$o")
+        done
+        if [ ! -x "$dir/$t" ] \
+           || [ -n "$(find "$f" "$ROOT/fuzz/fuzz.h" "${mod[@]}" \
+                      "$dir/nginx-nomain.o" -newer "$dir/$t")" ]
+        then
+            clang "${cflags[@]}" -fsanitize=fuzzer "${inc[@]}" "$f" \
+                "${mod[@]}" "$dir/nginx-nomain.o" "${nginx_objs[@]}" \
+                "$objs/ngx_modules.o" "${libs[@]}" -o "$dir/$t" \
+                || die "link $t"
+        fi
+    done
+    say "fuzz targets in $dir"
+}
+
+# ./build.sh fuzz [SECONDS] [TARGET...]: each target first runs its seeds
+# and the inputs of past defects (fuzz/regress/<target>/), then fuzzes for
+# SECONDS (default 20); a crash, leak or timeout (>10 s on one input) fails
+cmd_fuzz() {
+    local secs=${1:-20} dir="$BUILD/fuzz" t f rc=0 line targets=()
+    [ $# -gt 0 ] && shift
+    fuzz_build
+
+    if [ $# -gt 0 ]; then
+        targets=("$@")
+    else
+        for f in "$ROOT"/fuzz/*.c; do
+            targets+=("$(basename "${f%.c}")")
+        done
+    fi
+
+    : > "$dir/summary"
+    for t in "${targets[@]}"; do
+        local corpus="$dir/corpus/$t" seeds=() log="$dir/$t.log"
+        mkdir -p "$corpus" "$dir/artifacts"
+        [ -d "$ROOT/fuzz/corpus/$t" ] && seeds+=("$ROOT/fuzz/corpus/$t")
+
+        if [ -d "$ROOT/fuzz/regress/$t" ] \
+           && ! "$dir/$t" -runs=0 "$ROOT/fuzz/regress/$t" > "$log" 2>&1
+        then
+            tail -n 40 "$log" >&2
+            say "fuzz $t: a past defect is back (fuzz/regress/$t)"
+            rc=1
+            continue
+        fi
+
+        if "$dir/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+               -max_len=65536 -print_final_stats=1 \
+               -artifact_prefix="$dir/artifacts/$t-" \
+               "$corpus" "${seeds[@]}" > "$log" 2>&1
+        then
+            line=$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" \
+                   | grep -Eo '[0-9]+$' || echo '?')
+            printf '%-14s ok   %8s exec/s  %s runs\n' "$t" "$line" \
+                "$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" \
+                   | grep -Eo '[0-9]+$')" | tee -a "$dir/summary" >&2
+        else
+            tail -n 60 "$log" >&2
+            printf '%-14s FAILED (%s)\n' "$t" "$log" | tee -a "$dir/summary" >&2
+            rc=1
+        fi
+    done
     return $rc
 }
 
@@ -360,5 +574,6 @@ case "${1:-build}" in
     run)   cmd_run ;;
     test)  shift; cmd_test "$@" ;;
     bench) shift; cmd_bench "$@" ;;
-    *)     sed -n '3,22p' "$0"; exit 2 ;;
+    fuzz)  shift; cmd_fuzz "$@" ;;
+    *)     sed -n '3,28p' "$0"; exit 2 ;;
 esac
