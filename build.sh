@@ -349,6 +349,72 @@ cmd_test() {
     return $rc
 }
 
+# the module version of the tree: the header's, checked against
+# debian/changelog so that the package and the module never disagree
+module_version() {
+    local hv dv
+    hv=$(sed -n 's/^#define NGX_HTTP_ACTINGWEB_VERSION *"\(.*\)"$/\1/p' \
+        "$ROOT/ngx_http_actingweb_module/ngx_http_actingweb_module.h")
+    [ -n "$hv" ] || die "no NGX_HTTP_ACTINGWEB_VERSION in the module header"
+    dv=$(dpkg-parsechangelog -l "$ROOT/debian/changelog" -S Version)
+    [ "${dv%%[-+~]*}" = "$hv" ] \
+        || die "debian/changelog has $dv, the module header $hv"
+    echo "$dv"
+}
+
+# copy the tree (tracked and new files, not build/) to DIR
+copy_tree() {
+    local dir=$1
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+            | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"
+              done | tar --null -T - -cf -) | tar -xf - -C "$dir"
+    else
+        tar -C "$ROOT" --exclude=./build --exclude=./.run --exclude=./.git \
+            -cf - . | tar -xf - -C "$dir"
+    fi
+}
+
+# dpkg-buildpackage in SRC, a copy of the tree; prints the .deb
+deb_build() {
+    local ver=$1 src=$2 out deb arch
+    out=$(dirname "$src")
+    arch=$(dpkg-architecture -qDEB_HOST_ARCH)
+    deb="$out/libnginx-mod-http-actingweb_${ver}_${arch}.deb"
+    rm -f "$deb"
+    (
+        cd "$src"
+        dpkg-checkbuilddeps
+        DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
+            dpkg-buildpackage -b -us -uc
+    ) > "$out/build-$ver.log" 2>&1 || {
+        tail -n 40 "$out/build-$ver.log" >&2
+        die "dpkg-buildpackage failed (full log: $out/build-$ver.log)"
+    }
+    [ -f "$deb" ] || die "no $deb (see $out/build-$ver.log)"
+    echo "$deb"
+}
+
+cmd_deb() {
+    APT_PACKAGES+=(debhelper dpkg-dev lintian)
+    cmd_deps
+
+    local ver deb rc=0
+    ver=$(module_version)
+    copy_tree "$BUILD/deb/libnginx-mod-http-actingweb-$ver"
+    deb=$(deb_build "$ver" "$BUILD/deb/libnginx-mod-http-actingweb-$ver")
+    say "built $deb"
+    dpkg-deb -I "$deb" | sed -n '/^ Package:/,$p' >&2
+    dpkg-deb -c "$deb" >&2
+    say "lintian $(basename "$deb"):"
+    lintian --info "$deb" >&2 || rc=$?
+    [ $rc -eq 0 ] || die "lintian found errors"
+    say "lintian: no errors"
+    echo "$deb"
+}
+
 cmd_bench() {
     cmd_build
     exec perl "$ROOT/bench/bench.pl" "$MODULE" "$(nginx_bin)" "$@"
@@ -360,5 +426,7 @@ case "${1:-build}" in
     run)   cmd_run ;;
     test)  shift; cmd_test "$@" ;;
     bench) shift; cmd_bench "$@" ;;
+    deb)   cmd_deb >/dev/null ;;
+    deb-check) cmd_deb_check ;;
     *)     sed -n '3,22p' "$0"; exit 2 ;;
 esac
