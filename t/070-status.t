@@ -36,7 +36,8 @@ __DATA__
 --- response_body_json eval
 ['{"id": "{{ANY}}", "creator": "s", "passphrase": "pw"}',
  '{"error": {"code": 404, "message": "actor not found"}}',
- '{"version": "' . $main::VERSION . '", "pid": "{{ANY}}", "redis_up": true, "requests": 2, "errors_4xx": 1,
+ '{"version": "' . $main::VERSION . '", "pid": "{{ANY}}",
+   "redis_up": true, "requests": 2, "errors_4xx": 1,
    "errors_5xx": 0, "redis_commands": 2, "redis_timeouts": 0,
    "redis_unavailable": 0, "redis_connects": 1, "redis_disconnects": 0,
    "auth_cache_hits": 0, "auth_kdf_runs": 0}']
