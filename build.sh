@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# ngx_http_actingweb_module: deps | build | run | test | bench
+# ngx_http_actingweb_module: deps | build | run | test | bench | deb | deb-check
 #
 #   ./build.sh deps            install what is missing (Debian/Ubuntu, apt)
 #   ./build.sh build           build build/ngx_http_actingweb_module.so
@@ -12,6 +12,10 @@
 #                              libFuzzer targets (fuzz/), each for SECONDS
 #                              (default 20); the whole `test` runs each for
 #                              AW_FUZZ_SECONDS (default 15, 0: none)
+#   ./build.sh deb             build libnginx-mod-http-actingweb_<ver>_<arch>.deb
+#                              (build/deb/), then lintian
+#   ./build.sh deb-check       install, serve, upgrade and purge that package
+#                              in a clean Debian 12 root (debootstrap; root)
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build against that source tree instead
@@ -24,6 +28,9 @@
 #                                    definite leak fails the block
 #   TEST_NGINX_SANITIZE=1            `test`: nginx and the module built with
 #                                    ASan and UBSan; any report fails the run
+#   DEBCHECK_MIRROR=http://...       `deb-check`: Debian mirror for debootstrap
+#                                    (default: the one apt uses here)
+#   DEBCHECK_KEEP=1                  `deb-check`: keep the root afterwards
 
 set -euo pipefail
 
@@ -563,6 +570,358 @@ cmd_fuzz() {
     return $rc
 }
 
+# the module version of the tree: the header's, checked against
+# debian/changelog so that the package and the module never disagree
+module_version() {
+    local hv dv
+    hv=$(sed -n 's/^#define NGX_HTTP_ACTINGWEB_VERSION *"\(.*\)"$/\1/p' \
+        "$ROOT/ngx_http_actingweb_module/ngx_http_actingweb_module.h")
+    [ -n "$hv" ] || die "no NGX_HTTP_ACTINGWEB_VERSION in the module header"
+    dv=$(dpkg-parsechangelog -l "$ROOT/debian/changelog" -S Version)
+    [ "${dv%%[-+~]*}" = "$hv" ] \
+        || die "debian/changelog has $dv, the module header $hv"
+    echo "$dv"
+}
+
+# copy the tree (tracked and new files, not build/) to DIR
+copy_tree() {
+    local dir=$1
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+            | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"
+              done | tar --null -T - -cf -) | tar -xf - -C "$dir"
+    else
+        tar -C "$ROOT" --exclude=./build --exclude=./.run --exclude=./.git \
+            -cf - . | tar -xf - -C "$dir"
+    fi
+}
+
+# dpkg-buildpackage in SRC, a copy of the tree; prints the .deb
+deb_build() {
+    local ver=$1 src=$2 out deb arch
+    out=$(dirname "$src")
+    arch=$(dpkg-architecture -qDEB_HOST_ARCH)
+    deb="$out/libnginx-mod-http-actingweb_${ver}_${arch}.deb"
+    rm -f "$deb"
+    (
+        cd "$src"
+        dpkg-checkbuilddeps
+        DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
+            dpkg-buildpackage -b -us -uc
+    ) > "$out/build-$ver.log" 2>&1 || {
+        tail -n 40 "$out/build-$ver.log" >&2
+        die "dpkg-buildpackage failed (full log: $out/build-$ver.log)"
+    }
+    [ -f "$deb" ] || die "no $deb (see $out/build-$ver.log)"
+    echo "$deb"
+}
+
+cmd_deb() {
+    APT_PACKAGES+=(debhelper dpkg-dev lintian)
+    cmd_deps
+
+    local ver deb rc=0
+    ver=$(module_version)
+    copy_tree "$BUILD/deb/libnginx-mod-http-actingweb-$ver"
+    deb=$(deb_build "$ver" "$BUILD/deb/libnginx-mod-http-actingweb-$ver")
+    say "built $deb"
+    dpkg-deb -I "$deb" | sed -n '/^ Package:/,$p' >&2
+    dpkg-deb -c "$deb" >&2
+    say "lintian $(basename "$deb"):"
+    lintian --info "$deb" >&2 || rc=$?
+    [ $rc -eq 0 ] || die "lintian found errors"
+    say "lintian: no errors"
+    echo "$deb"
+}
+
+# the Debian mirror apt uses on this machine (DEBCHECK_MIRROR overrides)
+deb_mirror() {
+    local m=${DEBCHECK_MIRROR:-}
+    [ -n "$m" ] || m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+            /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | grep -E '^(deb |URIs:)' | grep -oE 'https?://[^ ]+/debian/?( |$)' \
+        | head -n 1 | tr -d ' ')
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+# curl lines of the README against 127.0.0.1:PORT; prints the actor's id
+deb_smoke() {
+    local port=$1 want=$2 base="http://127.0.0.1:$1" out id
+    out=$(curl -sS -i -X POST "$base/" -H 'Content-Type: application/json' \
+        -d '{"creator":"alice@example.com","passphrase":"secret"}') \
+        || die "POST / failed"
+    printf '%s' "$out" | head -n 1 | grep -q ' 201 ' \
+        || die "POST / did not answer 201: $out"
+    id=$(printf '%s' "$out" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
+    [ -n "$id" ] || die "no actor id in: $out"
+    curl -sSf -u alice@example.com:secret -X PUT \
+        "$base/$id/properties/greeting" -d hello >/dev/null \
+        || die "PUT property failed"
+    curl -sSf -u alice@example.com:secret "$base/$id/properties" \
+        | grep -q '"greeting":"hello"' || die "GET properties failed"
+    curl -sSf "$base/$id/meta" | grep -q '"id":"'"$id"'"' \
+        || die "GET meta failed"
+    deb_status_version "$port" "$want"
+    echo "$id"
+}
+
+deb_status_version() {
+    local got
+    got=$(curl -sSf "http://127.0.0.1:$1/_actingweb_status" \
+        | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
+    [ "$got" = "$2" ] || die "actingweb_status version \"$got\", want \"$2\""
+}
+
+# a clean Debian 12 root (debootstrap, cached as a tarball in build/debcheck)
+# with nginx and redis-server: install, serve the example config, upgrade
+# under load, reload, binary-upgrade, purge
+cmd_deb_check() {
+    [ "$(id -u)" = 0 ] || die "deb-check needs root (debootstrap, chroot)"
+    APT_PACKAGES+=(debootstrap)
+
+    local deb ver upver updeb dir root base mirror port rport id id2
+    local loop_pid="" n fails pid left ex
+
+    deb=$(cmd_deb)
+    ver=$(module_version)
+
+    # the upgrade: the same tree as $ver+check1, the module's version too
+    upver="$ver+check1"
+    dir="$BUILD/deb/upgrade/libnginx-mod-http-actingweb-$upver"
+    copy_tree "$dir"
+    sed -i "s/^\(#define NGX_HTTP_ACTINGWEB_VERSION *\)\".*\"/\1\"$upver\"/" \
+        "$dir/ngx_http_actingweb_module/ngx_http_actingweb_module.h"
+    { printf 'libnginx-mod-http-actingweb (%s) bookworm; urgency=medium\n\n' \
+          "$upver"
+      printf '  * deb-check: upgrade test build.\n\n'
+      printf ' -- deb-check <deb-check@localhost>  %s\n\n' "$(date -R)"
+      cat "$dir/debian/changelog"; } > "$dir/debian/changelog.new"
+    mv "$dir/debian/changelog.new" "$dir/debian/changelog"
+    updeb=$(deb_build "$upver" "$dir")
+    say "built the upgrade $updeb"
+
+    dir="$BUILD/debcheck"
+    root="$dir/root"
+    base="$dir/bookworm-minbase.tar"
+    mkdir -p "$dir"
+
+    in_root() {
+        chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+            DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"
+    }
+    root_nginx() {
+        in_root /usr/sbin/nginx -p /tmp/aw/ -c /tmp/aw/nginx.conf "$@"
+    }
+    snapshot() {
+        in_root find / -xdev \( -path /proc -o -path /dev -o -path /sys \
+            -o -path /tmp -o -path /run -o -path /var/log -o -path /var/cache \
+            -o -path /var/lib/apt -o -path /var/lib/dpkg \) -prune -o -print \
+            | sort
+    }
+    deb_check_cleanup() {
+        trap - INT TERM EXIT
+        [ -n "$loop_pid" ] && kill "$loop_pid" 2>/dev/null
+        for pid in "$root"/tmp/aw/logs/nginx.pid "$root"/tmp/aw/logs/*.oldbin \
+                   "$root"/tmp/aw/redis.pid "$root"/tmp/plain/nginx.pid; do
+            [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null
+        done
+        sleep 1
+        if mountpoint -q "$root/proc"; then umount "$root/proc"; fi
+        return 0
+    }
+    trap deb_check_cleanup INT TERM EXIT
+
+    if [ ! -f "$base" ]; then
+        mirror=$(deb_mirror)
+        say "debootstrap bookworm from $mirror (once; cached in $base)"
+        rm -rf "$dir/base"
+        debootstrap --variant=minbase bookworm "$dir/base" "$mirror" \
+            > "$dir/debootstrap.log" 2>&1 \
+            || die "debootstrap failed (see $dir/debootstrap.log)"
+        tar -C "$dir/base" -cf "$base.tmp" . && mv "$base.tmp" "$base"
+        rm -rf "$dir/base"
+    fi
+    rm -rf "$root"
+    mkdir -p "$root"
+    tar -C "$root" -xf "$base"
+    # no service starts in the root: it shares this machine's network
+    printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+    chmod 0755 "$root/usr/sbin/policy-rc.d"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    mount -t proc proc "$root/proc"
+
+    say "root $root: apt-get install nginx redis-server"
+    in_root apt-get update -qq >/dev/null
+    in_root apt-get install -y -qq nginx redis-server >/dev/null 2>&1 \
+        || die "apt-get install nginx redis-server failed in the root"
+    in_root nginx -t -q || die "nginx -t fails before the package"
+    snapshot > "$dir/before.list"
+    in_root dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' \
+        | awk '$1 == "ii" { print $2 }' > "$dir/before.pkgs"
+
+    say "install $(basename "$deb")"
+    cp "$deb" "$updeb" "$root/tmp/"
+    in_root apt-get install -y -qq "/tmp/$(basename "$deb")" \
+        > "$dir/install.log" 2>&1 || die "install failed ($dir/install.log)"
+    in_root dpkg -L libnginx-mod-http-actingweb > "$dir/files.list"
+    [ -L "$root/etc/nginx/modules-enabled/50-mod-http-actingweb.conf" ] \
+        || die "the module is not enabled in /etc/nginx/modules-enabled"
+    in_root nginx -t -q || die "nginx -t fails with the module enabled"
+    in_root nginx -T 2>/dev/null \
+        | grep -q '^load_module modules/ngx_http_actingweb_module.so;' \
+        || die "nginx -T does not load the module"
+    say "nginx -t passes with 50-mod-http-actingweb.conf enabled"
+
+    # the packaged example config, on free ports, run from /tmp/aw
+    port=$(free_port)
+    rport=$(free_port)
+    mkdir -p "$root/tmp/aw/logs" "$root/tmp/aw/tmp"
+    chmod 0755 "$root/tmp/aw" "$root/tmp/aw/tmp"
+    in_root redis-server --bind 127.0.0.1 --port "$rport" --dir /tmp/aw \
+        --daemonize yes --pidfile /tmp/aw/redis.pid --logfile /tmp/aw/redis.log \
+        --save '' --appendonly no >/dev/null
+    ex=/usr/share/doc/libnginx-mod-http-actingweb/docs/example.conf
+    { if [ -f "$root$ex" ]; then cat "$root$ex"; else zcat "$root$ex.gz"; fi; } \
+        | sed -e "s#127.0.0.1:6379#127.0.0.1:$rport#" \
+              -e "s#127.0.0.1:8080#127.0.0.1:$port#" \
+              -e "s#localhost:8080#localhost:$port#" > "$root/tmp/aw/nginx.conf"
+    for n in $(seq 1 100); do
+        redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    root_nginx -t -q || die "nginx -t fails with the example config"
+    root_nginx || die "nginx did not start with the example config"
+    for n in $(seq 1 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+        sleep 0.1
+    done
+    id=$(deb_smoke "$port" "$ver")
+    grep -q "actingweb: module version $ver " "$root/tmp/aw/logs/error.log" \
+        || die "no start-up notice with version $ver in the error log"
+    say "example config on 127.0.0.1:$port: the README's curl lines answered," \
+        "version $ver (status, start-up notice)"
+
+    # upgrade, reload and binary upgrade while a client keeps asking
+    rm -f "$dir/stop" "$dir/load.result"
+    ( fails=0; n=0
+      while [ ! -f "$dir/stop" ]; do
+          code=$(curl -s -o /dev/null -w '%{http_code}' \
+              "http://127.0.0.1:$port/$id/meta") || code=000
+          n=$((n + 1))
+          [ "$code" = 200 ] || fails=$((fails + 1))
+          sleep 0.02
+      done
+      echo "$n $fails" > "$dir/load.result" ) &
+    loop_pid=$!
+    sleep 1
+    say "upgrade to $(basename "$updeb") while nginx serves"
+    in_root apt-get install -y -qq "/tmp/$(basename "$updeb")" \
+        > "$dir/upgrade.log" 2>&1 || die "upgrade failed ($dir/upgrade.log)"
+    [ -L "$root/etc/nginx/modules-enabled/50-mod-http-actingweb.conf" ] \
+        || die "the upgrade disabled the module"
+    sleep 1
+    root_nginx -s reload 2>/dev/null || die "reload failed"
+    sleep 2
+    id2=$(deb_smoke "$port" "$ver")
+    curl -sSf -u alice@example.com:secret \
+        "http://127.0.0.1:$port/$id/properties" | grep -q greeting \
+        || die "the first actor is gone after the reload"
+    say "after the upgrade and a reload: serving, still version $ver" \
+        "(a reload keeps the loaded .so)"
+
+    # binary upgrade (USR2, then QUIT to the old master) loads the new .so
+    pid=$(cat "$root/tmp/aw/logs/nginx.pid")
+    kill -USR2 "$pid"
+    for n in $(seq 1 100); do
+        [ -f "$root/tmp/aw/logs/nginx.pid.oldbin" ] \
+            && [ -s "$root/tmp/aw/logs/nginx.pid" ] && break
+        sleep 0.1
+    done
+    [ -f "$root/tmp/aw/logs/nginx.pid.oldbin" ] \
+        || die "USR2 did not start a new master"
+    sleep 1
+    kill -QUIT "$pid"
+    for n in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 1
+    touch "$dir/stop"
+    wait "$loop_pid" || true
+    loop_pid=""
+    read -r n fails < "$dir/load.result"
+    say "during upgrade, reload and binary upgrade: $n requests, $fails failed"
+    [ "$fails" = 0 ] || die "$fails requests failed during the upgrade"
+    deb_smoke "$port" "$upver" >/dev/null
+    curl -sSf -u alice@example.com:secret \
+        "http://127.0.0.1:$port/$id2/properties" | grep -q greeting \
+        || die "an actor is gone after the binary upgrade"
+    grep -q "actingweb: module version $upver " "$root/tmp/aw/logs/error.log" \
+        || die "no start-up notice with version $upver"
+    say "after USR2 + QUIT: version $upver, actors kept"
+
+    root_nginx -s quit 2>/dev/null
+    for n in $(seq 1 100); do
+        [ -f "$root/tmp/aw/logs/nginx.pid" ] || break
+        sleep 0.1
+    done
+    kill "$(cat "$root/tmp/aw/redis.pid")"
+    rm -f "$root/tmp/aw/redis.pid"
+
+    say "apt-get purge --autoremove libnginx-mod-http-actingweb"
+    in_root apt-get purge -y -qq --autoremove libnginx-mod-http-actingweb \
+        > "$dir/purge.log" 2>&1 || die "purge failed ($dir/purge.log)"
+    snapshot > "$dir/after.list"
+    left=$(while read -r f; do
+               [ "$f" = /. ] && continue
+               grep -qxF "$f" "$dir/before.list" && continue
+               if [ -e "$root$f" ] || [ -L "$root$f" ]; then echo "$f"; fi
+           done < "$dir/files.list"
+           grep -i actingweb "$dir/after.list" || true)
+    [ -z "$left" ] || die "left after purge: $left"
+    in_root dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' \
+        | awk '$1 == "ii" { print $2 }' > "$dir/after.pkgs"
+    if ! diff -u "$dir/before.list" "$dir/after.list" > "$dir/purge.diff"; then
+        say "$(grep -c '^[-+]/' "$dir/purge.diff") other paths differ from" \
+            "before the install ($dir/purge.diff), from packages apt kept:" \
+            "$(comm -13 "$dir/before.pkgs" "$dir/after.pkgs" | tr '\n' ' ')"
+    fi
+    say "purge: none of the $(wc -l < "$dir/files.list") paths of the" \
+        "package is left, nor the modules-enabled link"
+
+    in_root nginx -t -q || die "nginx -t fails after the purge"
+    port=$(free_port)
+    mkdir -p "$root/tmp/plain/logs"
+    cat > "$root/tmp/plain/nginx.conf" <<EOF
+include /etc/nginx/modules-enabled/*.conf;
+pid /tmp/plain/nginx.pid;
+error_log /tmp/plain/logs/error.log;
+events { }
+http {
+    access_log off;
+    server { listen 127.0.0.1:$port; location / { return 200 "ok\n"; } }
+}
+EOF
+    in_root /usr/sbin/nginx -p /tmp/plain/ -c /tmp/plain/nginx.conf \
+        || die "nginx does not start after the purge"
+    for n in $(seq 1 50); do
+        curl -sf "http://127.0.0.1:$port/" >/dev/null && break
+        sleep 0.1
+    done
+    curl -sf "http://127.0.0.1:$port/" | grep -qx ok \
+        || die "nginx does not serve after the purge"
+    in_root /usr/sbin/nginx -p /tmp/plain/ -c /tmp/plain/nginx.conf -s quit \
+        2>/dev/null
+    sleep 1
+    say "after the purge nginx starts and serves"
+
+    deb_check_cleanup
+    [ -n "${DEBCHECK_KEEP:-}" ] || rm -rf "$root"
+    say "deb-check passed"
+}
+
 cmd_bench() {
     cmd_build
     exec perl "$ROOT/bench/bench.pl" "$MODULE" "$(nginx_bin)" "$@"
@@ -575,5 +934,7 @@ case "${1:-build}" in
     test)  shift; cmd_test "$@" ;;
     bench) shift; cmd_bench "$@" ;;
     fuzz)  shift; cmd_fuzz "$@" ;;
-    *)     sed -n '3,28p' "$0"; exit 2 ;;
+    deb)   cmd_deb >/dev/null ;;
+    deb-check) cmd_deb_check ;;
+    *)     sed -n '3,33p' "$0"; exit 2 ;;
 esac

@@ -929,6 +929,11 @@ ngx_http_actingweb_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /* the version of the code this worker runs: a reload keeps the .so */
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "actingweb: module version " NGX_HTTP_ACTINGWEB_VERSION
+                  " (ActingWeb " NGX_HTTP_ACTINGWEB_SPEC_VERSION ") started");
+
     if (ngx_http_actingweb_redis_init(cycle, amcf) != NGX_OK) {
         return NGX_ERROR;
     }

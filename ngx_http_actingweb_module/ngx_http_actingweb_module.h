@@ -15,6 +15,8 @@
 #include <cjson/cJSON.h>
 
 
+/* the module's release; debian/changelog carries the same version */
+#define NGX_HTTP_ACTINGWEB_VERSION        "0.4.0"
 #define NGX_HTTP_ACTINGWEB_SPEC_VERSION   "1.4"
 #define NGX_HTTP_ACTINGWEB_ID_LEN         32
 #define NGX_HTTP_ACTINGWEB_SECRET_LEN     40

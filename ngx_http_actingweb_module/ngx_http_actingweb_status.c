@@ -125,6 +125,12 @@ ngx_http_actingweb_status_handler(ngx_http_request_t *r)
                            "actingweb_redis_up{pid=\"%P\"} %ui\n",
                         ngx_pid, connected);
 
+        p = ngx_sprintf(p, "# HELP actingweb_info module version\n"
+                           "# TYPE actingweb_info gauge\n"
+                           "actingweb_info{pid=\"%P\",version=\""
+                           NGX_HTTP_ACTINGWEB_VERSION "\"} 1\n",
+                        ngx_pid);
+
         ngx_str_set(&type, "text/plain; version=0.0.4");
 
         return ngx_http_actingweb_send(r, NGX_HTTP_OK, &type, start,
@@ -136,6 +142,7 @@ ngx_http_actingweb_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    cJSON_AddStringToObject(out, "version", NGX_HTTP_ACTINGWEB_VERSION);
     cJSON_AddNumberToObject(out, "pid", (double) ngx_pid);
     cJSON_AddBoolToObject(out, "redis_up", connected ? 1 : 0);
 

@@ -1,10 +1,21 @@
-# actingweb_status: per-worker counters as JSON and as Prometheus text.
+# actingweb_status: per-worker counters as JSON and as Prometheus text,
+# with the module version; the version in the workers' start-up notice.
 
 use strict;
 use warnings;
 
 use lib 't/lib';
 use ActingWeb::Test;
+
+# the version the module is built with (also the Debian package's)
+our $VERSION;
+{
+    open my $fh, '<', 'ngx_http_actingweb_module/ngx_http_actingweb_module.h'
+        or die "header: $!";
+    local $/;
+    ($VERSION) = <$fh> =~ /#define NGX_HTTP_ACTINGWEB_VERSION\s+"([^"]+)"/
+        or die "no NGX_HTTP_ACTINGWEB_VERSION";
+}
 
 block_defaults(config => <<'CONF');
     location /aw/ { actingweb; }
@@ -15,7 +26,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: counters move with requests, errors and credential checks
+=== TEST 1: counters move with requests, errors and credential checks; version
 --- request eval
 ["POST /aw/\n{\"creator\": \"s\", \"passphrase\": \"pw\"}",
  "GET /aw/0123456789abcdef0123456789abcdef/meta",
@@ -25,7 +36,8 @@ __DATA__
 --- response_body_json eval
 ['{"id": "{{ANY}}", "creator": "s", "passphrase": "pw"}',
  '{"error": {"code": 404, "message": "actor not found"}}',
- '{"pid": "{{ANY}}", "redis_up": true, "requests": 2, "errors_4xx": 1,
+ '{"version": "' . $main::VERSION . '", "pid": "{{ANY}}",
+   "redis_up": true, "requests": 2, "errors_4xx": 1,
    "errors_5xx": 0, "redis_commands": 2, "redis_timeouts": 0,
    "redis_unavailable": 0, "redis_connects": 1, "redis_disconnects": 0,
    "auth_cache_hits": 0, "auth_kdf_runs": 0, "callbacks_sent": 0,
@@ -41,7 +53,7 @@ GET /status?format=prometheus
 --- response_headers
 Content-Type: text/plain; version=0.0.4
 --- response_body_like eval
-qr/^# HELP actingweb_requests_total actor requests handled\n# TYPE actingweb_requests_total counter\nactingweb_requests_total\{pid="\d+"\} \d+\n.*actingweb_redis_up\{pid="\d+"\} 1\n\z/s
+qr/^# HELP actingweb_requests_total actor requests handled\n# TYPE actingweb_requests_total counter\nactingweb_requests_total\{pid="\d+"\} \d+\n.*actingweb_redis_up\{pid="\d+"\} 1\n# HELP actingweb_info module version\n# TYPE actingweb_info gauge\nactingweb_info\{pid="\d+",version="\Q$main::VERSION\E"\} 1\n\z/s
 
 
 
@@ -63,5 +75,18 @@ Content-Type: application/json
 GET /status
 --- response_body_like: "redis_up":false
 --- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 5: each worker logs the module version when it starts
+--- request
+GET /status
+--- response_body_like: "version":"
+--- error_log eval
+qr/\[notice\] .*actingweb: module version \Q$main::VERSION\E \(ActingWeb 1\.4\) started/
+--- no_error_log
+[error]
 [alert]
 [crit]
