@@ -9,7 +9,9 @@
 # one client against many.  Group "slowpeer": property reads while trust
 # initiations wait on a peer that takes 2 s per answer.  Group "peerops":
 # fan-out to 10, 100 and 1000 peers that take 100 ms each, and AwProxy
-# against a direct peer read.  No GROUP: all.
+# against a direct peer read.  Group "subs": property writes with 0, 10,
+# 100 and 1000 subscriptions on the actor, and polls of a subscription
+# holding 1000 diffs.  No GROUP: all.
 # See docs/performance.md.
 #
 # Environment:
@@ -31,6 +33,9 @@
 #   BENCH_FANOUT_RUNS=20  fan-outs per size and concurrency
 #   BENCH_FANOUT_SERIAL=10 runs of the serial calls to 10 peers
 #   BENCH_FANOUT_MAX=1000 the largest fan-out (peers on B)
+#   BENCH_SUBS_MAX=1000   the most subscriptions on one actor (subs)
+#   BENCH_SUBS_ROUNDS=3   rounds of PUT runs over the sizes (subs)
+#   BENCH_SUBS_DIFFS=1000 diffs the polled subscription holds (subs)
 #   BENCH_KEEP=1          keep the temp dir (logs, configs) afterwards
 
 use strict;
@@ -71,8 +76,11 @@ my $FANOUT_DELAY_MS = env_int('BENCH_FANOUT_DELAY_MS', 100);
 my $FANOUT_RUNS     = env_int('BENCH_FANOUT_RUNS',     20);
 my $FANOUT_SERIAL   = env_int('BENCH_FANOUT_SERIAL',   10);
 my $FANOUT_MAX      = env_int('BENCH_FANOUT_MAX',      1000);
+my $SUBS_MAX    = env_int('BENCH_SUBS_MAX',    1000);
+my $SUBS_ROUNDS = env_int('BENCH_SUBS_ROUNDS', 3);
+my $SUBS_DIFFS  = env_int('BENCH_SUBS_DIFFS',  1000);
 
-my @GROUPS = qw(http trust slowpeer peerops);
+my @GROUPS = qw(http trust slowpeer peerops subs);
 
 my $CREATOR    = 'bench';
 my $PASSPHRASE = 'benchpass';
@@ -85,7 +93,8 @@ my $COMMAND = join ' ',
            BENCH_TRUST_HANDSHAKES BENCH_TRUST_SERIAL BENCH_TRUST_CLIENTS
            BENCH_TRUST_ACTORS BENCH_SLOW_MS BENCH_SLOW_PENDING
            BENCH_SLOW_CONNS BENCH_SLOW_ROUNDS BENCH_FANOUT_DELAY_MS
-           BENCH_FANOUT_RUNS BENCH_FANOUT_SERIAL BENCH_FANOUT_MAX)),
+           BENCH_FANOUT_RUNS BENCH_FANOUT_SERIAL BENCH_FANOUT_MAX
+           BENCH_SUBS_MAX BENCH_SUBS_ROUNDS BENCH_SUBS_DIFFS)),
     'perl', $0, @ARGV;
 
 my $MAIN_PID = $$;
@@ -1610,6 +1619,322 @@ sub group_peerops {
 }
 
 # ---------------------------------------------------------------------------
+# subs: property writes on actors with 0, 10, 100 and 1000 subscriptions,
+# and polls of a subscription that holds 1000 diffs.  A's actors on /a/ of
+# one server, the subscriber B on a second server of the same nginx (one
+# worker); the script plays B, with the trust's secret as its Bearer.
+
+my @SUBS_PUT_HEAD = ('scenario', 'subscriptions', 'conns', 'req/s',
+    'req/s per round', 'p50 ms', 'p99 ms', 'p99 ms per round',
+    'req/s vs none', 'p99 vs none', 'redis cmds/req', 'script ms/req');
+
+my @SUBS_POLL_HEAD = ('scenario', 'diffs', 'conns', 'req/s', 'p50 ms',
+    'p99 ms', 'answer bytes', 'redis cmds/req', 'script ms/req');
+
+# the peer location, exactly as the trust groups configure it
+sub subs_peer_location {
+    my ($loc) = trust_servers()->(0)
+        =~ /^( +location = \/_actingweb_peer \{.*?^ +\}\n)/ms
+        or die "no peer location in trust_servers\n";
+    return $loc;
+}
+
+sub subs_servers {
+    my ($b_port) = @_;
+    my $peer = subs_peer_location();
+    my $max = $SUBS_MAX + 10;
+    return sub {
+        my ($port) = @_;
+        return <<"EOF";
+    server {
+        listen 127.0.0.1:$port;
+        location = /plain { return 200 "ok"; }
+        location /a/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$port/a;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_subscriptions_max $max;
+        }
+$peer    }
+    server {
+        listen 127.0.0.1:$b_port;
+        location = /plain { return 200 "ok"; }
+        location /b/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$b_port/b;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_auto_approve friend;
+        }
+$peer    }
+EOF
+    };
+}
+
+# microseconds Redis spent in scripts so far (the calls they make
+# included), from INFO commandstats
+sub redis_script_usec {
+    my ($port) = @_;
+    my $s = redis_connect($port) or return;
+    my $info = redis_call($s, 'INFO', 'commandstats');
+    my $usec = 0;
+    $usec += $1
+        while $info =~ /^cmdstat_eval(?:sha)?:calls=\d+,usec=(\d+)/mg;
+    return $usec;
+}
+
+# a wrk run with Redis's command count and script time around it
+sub subs_wrk {
+    my ($ngx, $sc, $conns, $redis) = @_;
+    check_once($ngx, $sc);
+    my $us0 = redis_script_usec($redis);
+    my $before = redis_commands_processed($redis);
+    my $w = run_wrk($ngx, $sc, $conns);
+    my $after = redis_commands_processed($redis);
+    my $us1 = redis_script_usec($redis);
+    # -1: the INFO that took $before counts itself
+    $w->{cmds} = ($after - $before - 1) / $w->{requests}
+        if defined $before && defined $after;
+    $w->{script_ms} = ($us1 - $us0) / 1000 / $w->{requests}
+        if defined $us0 && defined $us1;
+    say_ sprintf '  %.0f req/s, p50 %s ms, p99 %s ms, %.1f redis cmds/req, '
+        . '%.3f ms in scripts/req', $w->{rps}, fmt_ms($w->{p50}),
+        fmt_ms($w->{p99}), $w->{cmds} // -1, $w->{script_ms} // -1;
+    return $w;
+}
+
+# one request, timed, with the Redis commands it took
+sub subs_timed_call {
+    my ($redis, @call) = @_;
+    my $before = redis_commands_processed($redis);
+    my $t0 = time;
+    my $r = call(@call);
+    my $ms = (time - $t0) * 1000;
+    my $after = redis_commands_processed($redis);
+    return ($r, $ms, $after - $before - 1);
+}
+
+sub group_subs {
+    my ($module, $bin, $redis) = @_;
+    my $first = @NGINX;
+    my @sizes = uniq(0, grep { $_ < $SUBS_MAX } 10, 100, 1000);
+    push @sizes, $SUBS_MAX unless grep { $_ == $SUBS_MAX } @sizes;
+
+    my $b_port = free_port();
+    my $ngx = start_nginx('nginx-subs', $module, $bin, $redis,
+        subs_servers($b_port));
+    push @NGINX, $ngx;
+    my $abase = "http://127.0.0.1:$ngx->{port}/a";
+    my $bbase = "http://127.0.0.1:$b_port/b";
+    say_ "nginx on 127.0.0.1:$ngx->{port} (A) and 127.0.0.1:$b_port (B), "
+        . 'subs';
+
+    # one A per size, one more for the polls; one B subscribes to all
+    my $t = time;
+    my @as = create_actors($abase, @sizes + 1, 1);
+    my ($bid) = create_actors($bbase, 1, 0);
+    my $http = {};
+    my %secret;
+    for my $id (@as) {
+        my $r = call($http, 'POST', "$abase/$id/trust", $AUTH,
+            encode_json({ url => "$bbase/$bid", relationship => 'friend' }),
+            201);
+        my $j = eval { decode_json($r->{content}) } // {};
+        $j->{approved} && $j->{peer_approved} && $j->{secret}
+            or die "trust $id -> $bid not approved at once: "
+                 . "$r->{content}\n";
+        $secret{$id} = "Bearer $j->{secret}";
+    }
+    my $subscribe = sub {
+        my ($h, $id) = @_;
+        my $r = call($h, 'POST', "$abase/$id/subscriptions/$bid",
+            $secret{$id}, '{"target":"properties"}', 201);
+        my $j = eval { decode_json($r->{content}) } // {};
+        return $j->{subscriptionid}
+            // die "no subscriptionid: $r->{content}\n";
+    };
+    my %subs;
+    for my $i (0 .. $#sizes) {
+        my $id = $as[$i];
+        $subs{$id} = [ fan_out("subs-$sizes[$i]", $TRUST_CLIENTS,
+            [ ($id) x $sizes[$i] ], $subscribe) ];
+    }
+    say_ sprintf '%d actors, %d subscriptions in %.1f s', @as + 1,
+        scalar(map { @$_ } values %subs), time - $t;
+
+    # every subscription turns a write into a diff: one write, one poll
+    # of each, then the writes of the runs
+    for my $id (@as[0 .. $#sizes]) {
+        next unless @{ $subs{$id} };
+        call($http, 'PUT', "$abase/$id/properties/name", $AUTH,
+            '"check"', 204);
+        fan_out('subs-check', $TRUST_CLIENTS, $subs{$id}, sub {
+            my ($h, $s) = @_;
+            my $r = call($h, 'GET', "$abase/$id/subscriptions/$bid/$s",
+                $secret{$id}, undef, 200);
+            my $j = eval { decode_json($r->{content}) } // {};
+            my $d = ref $j->{data} eq 'ARRAY' ? $j->{data}[-1] : undef;
+            $d && ref $d->{data} eq 'HASH'
+                && ($d->{data}{name} // '') eq 'check'
+                or die "subscription $s made no diff: $r->{content}\n";
+            return 'ok';
+        });
+    }
+
+    # the PUT, in rounds over the sizes (a shared machine drifts), and
+    # once with one connection: the latency one writer sees
+    my (%runs, %one);
+    for my $round (0 .. $SUBS_ROUNDS) {
+        for my $i (0 .. $#sizes) {
+            my $n = $sizes[$i];
+            my $conns = $round ? $CONNS : 1;
+            my %sc = (key => "subs-put-$n-$round", method => 'PUT',
+                path => "/a/$as[$i]/properties/name", body => 'world',
+                headers => { Authorization => $AUTH,
+                             'Content-Type' => 'text/plain' },
+                expect_status => 204);
+            say_ "PUT, $n subscriptions, $conns connection(s), "
+                . ($round ? "round $round" : 'one writer');
+            my $w = subs_wrk($ngx, \%sc, $conns, $redis);
+            if ($round) {
+                push @{ $runs{$n} }, $w;
+            } else {
+                $one{$n} = $w;
+            }
+        }
+    }
+
+    # the polls: writes in batches of a poll's page (128 events), each
+    # batch polled, until the subscription holds $SUBS_DIFFS diffs
+    my $pa = $as[-1];
+    $http = {};    # nginx closed the idle one during the runs
+    my $ps = $subscribe->($http, $pa);
+    my $purl = "$abase/$pa/subscriptions/$bid/$ps";
+    my ($written, @made) = (0);
+    while ($written < $SUBS_DIFFS) {
+        my $k = $SUBS_DIFFS - $written < 128 ? $SUBS_DIFFS - $written : 128;
+        for (1 .. $k) {
+            $written++;
+            call($http, 'PUT', "$abase/$pa/properties/p", $AUTH,
+                encode_json({ n => $written, text => 'x' x 20 }), 204);
+        }
+        my ($r, $ms, $cmds) = subs_timed_call($redis, $http, 'GET', $purl,
+            $secret{$pa}, undef, 200);
+        my $j = eval { decode_json($r->{content}) } // {};
+        ($j->{sequence} // -1) == $written
+            or die "poll after $written writes: sequence $j->{sequence}\n";
+        push @made, [ $k, $ms, $cmds, scalar @{ $j->{data} } ];
+    }
+    say_ sprintf '%d diffs made by %d polls: %s ms', $written,
+        scalar @made, join ' / ', map { fmt_ms($_->[1]) } @made;
+    # a second subscription, polled with nothing new: no diffs
+    my $es = $subscribe->($http, $pa);
+
+    my @polls;
+    for my $p ([ $ps, $SUBS_DIFFS ], [ $es, 0 ]) {
+        my ($s, $n) = @$p;
+        my $r = call($http, 'GET', "$abase/$pa/subscriptions/$bid/$s",
+            $secret{$pa}, undef, 200);
+        my $j = eval { decode_json($r->{content}) } // {};
+        @{ $j->{data} } == $n
+            or die "poll of $s: " . @{ $j->{data} } . " diffs, not $n\n";
+        for my $conns (uniq(1, $CONNS)) {
+            my %sc = (key => "subs-poll-$n-$conns", method => 'GET',
+                path => "/a/$pa/subscriptions/$bid/$s",
+                headers => { Authorization => $secret{$pa} },
+                expect_status => 200);
+            say_ "poll, $n diffs, $conns connection(s)";
+            push @polls, [ $n, $conns, subs_wrk($ngx, \%sc, $conns, $redis),
+                           length $r->{content} ];
+        }
+    }
+
+    # and clearing them, once
+    my (undef, $clear_ms, $clear_cmds) = subs_timed_call($redis, $http,
+        'PUT', $purl, $secret{$pa}, encode_json({ sequence => $written }),
+        204);
+    my $r = call($http, 'GET', $purl, $secret{$pa}, undef, 200);
+    my $j = eval { decode_json($r->{content}) } // {};
+    @{ $j->{data} } == 0
+        or die 'after clearing: ' . @{ $j->{data} } . " diffs left\n";
+    say_ sprintf 'cleared %d diffs in %s ms, %d redis commands', $written,
+        fmt_ms($clear_ms), $clear_cmds;
+
+    stop_group();
+
+    my $median = sub {
+        my ($list, $k) = @_;
+        my @v = sort { $a <=> $b } map { $_->{$k} } @$list;
+        return $v[$#v / 2];
+    };
+    my ($rps0, $p990) = map { $median->($runs{0}, $_) } qw(rps p99);
+    my @rows;
+    for my $n (@sizes) {
+        my $w1 = $one{$n};
+        push @rows, [ 'PUT /<A>/properties/name (Basic)', $n, 1,
+            sprintf('%.0f', $w1->{rps}), '-', fmt_ms($w1->{p50}),
+            fmt_ms($w1->{p99}), '-',
+            sprintf('%.2f', $w1->{rps} / $one{0}{rps}),
+            sprintf('%.2f', $w1->{p99} / $one{0}{p99}),
+            sprintf('%.1f', $w1->{cmds} // -1),
+            sprintf('%.3f', $w1->{script_ms} // -1) ];
+    }
+    for my $n (@sizes) {
+        my $rs = $runs{$n};
+        my ($rps, $p50, $p99) = map { $median->($rs, $_) } qw(rps p50 p99);
+        push @rows, [ 'PUT /<A>/properties/name (Basic)', $n, $CONNS,
+            sprintf('%.0f', $rps),
+            join(' / ', map { sprintf '%.0f', $_->{rps} } @$rs),
+            fmt_ms($p50), fmt_ms($p99),
+            join(' / ', map { fmt_ms($_->{p99}) } @$rs),
+            sprintf('%.2f', $rps / $rps0), sprintf('%.2f', $p99 / $p990),
+            sprintf('%.1f', $median->($rs, 'cmds') // -1),
+            sprintf('%.3f', $median->($rs, 'script_ms') // -1) ];
+    }
+    my @prows = map {
+        my ($n, $conns, $w, $len) = @$_;
+        [ 'GET /<A>/subscriptions/<B>/<sub> (Bearer)', $n, $conns,
+          sprintf('%.0f', $w->{rps}), fmt_ms($w->{p50}), fmt_ms($w->{p99}),
+          $len, sprintf('%.0f', $w->{cmds} // -1),
+          sprintf('%.3f', $w->{script_ms} // -1) ]
+    } @polls;
+
+    my $note = sprintf "PUT of a text property as A's creator; A holds N "
+        . "subscriptions of B to target properties (all matching every "
+        . "write; before the runs one write made a diff in each of them). "
+        . "The 1-connection rows: one run of %d s each; the %d-connection "
+        . "rows: %d rounds over the sizes, the median (and each round) "
+        . "shown; vs none: against N = 0 with as many connections.\n",
+        $SECONDS, $CONNS, $SUBS_ROUNDS;
+    my $pnote = sprintf "B polls one subscription that holds %d diffs "
+        . "not cleared (each {\"p\":{\"n\":i,\"text\":<20 chars>}}), and "
+        . "one that holds none; no writes during the runs, so the polls "
+        . "only read what is stored. The %d diffs were made by %d polls, "
+        . "one after each batch of up to 128 writes (a poll's page): %s "
+        . "ms each, %s redis commands. Clearing all %d with PUT "
+        . "{\"sequence\":%d} took %s ms and %d redis commands (one "
+        . "request). redis cmds/req: total_commands_processed per "
+        . "request; the calls inside a Lua script count, the round trips "
+        . "are fewer. script ms/req: the time Redis spent in scripts "
+        . "(INFO commandstats, eval and evalsha) per request. With %d "
+        . "connections the requests still in flight when wrk stops count "
+        . "in Redis but not in wrk: both per-request figures are then a "
+        . "little high.\n",
+        $SUBS_DIFFS, $written, scalar @made,
+        join(' / ', map { fmt_ms($_->[1]) } @made),
+        join(' / ', map { $_->[2] } @made),
+        $written, $written, fmt_ms($clear_ms), $clear_cmds, $CONNS;
+
+    return [
+        { title => 'Property writes with subscriptions, one worker',
+          head => \@SUBS_PUT_HEAD, rows => \@rows, note => $note,
+          failed => [], problems => [ group_problems($first) ] },
+        { title => 'Polling a subscription, one worker',
+          head => \@SUBS_POLL_HEAD, rows => \@prows, note => $pnote,
+          failed => [], problems => [] },
+    ];
+}
+
+# ---------------------------------------------------------------------------
 
 sub main {
     @ARGV >= 2 or usage();
@@ -1649,7 +1974,8 @@ sub main {
     for ([ trust => \&group_trust, 'Trust handshakes, one worker' ],
          [ slowpeer => \&group_slowpeer,
            'Property reads while peers are slow, one worker' ],
-         [ peerops => \&group_peerops, 'Peer operations, one worker' ])
+         [ peerops => \&group_peerops, 'Peer operations, one worker' ],
+         [ subs => \&group_subs, 'Subscriptions, one worker' ])
     {
         my ($g, $fn, $title) = @$_;
         next unless $want{$g};
