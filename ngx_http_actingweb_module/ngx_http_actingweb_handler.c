@@ -126,10 +126,6 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
     ngx_int_t                        rc;
     const char                      *err;
     ngx_http_actingweb_ctx_t        *ctx;
-    ngx_http_actingweb_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
-    amcf->stats.requests++;
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_ctx_t));
     if (ctx == NULL) {

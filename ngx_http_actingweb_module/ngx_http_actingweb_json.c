@@ -35,20 +35,10 @@ ngx_http_actingweb_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t                       *b;
     ngx_chain_t                      out;
     ngx_http_actingweb_ctx_t        *ctx;
-    ngx_http_actingweb_main_conf_t  *amcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     if (ctx) {
         ctx->responded = 1;
-    }
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
-
-    if (status >= 500) {
-        amcf->stats.errors_5xx++;
-
-    } else if (status >= 400) {
-        amcf->stats.errors_4xx++;
     }
 
     r->headers_out.status = status;

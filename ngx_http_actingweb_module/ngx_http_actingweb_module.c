@@ -383,6 +383,10 @@ ngx_http_actingweb_peer_variable(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_actingweb_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_actingweb_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_actingweb_filter_init(cf);
 }
 
@@ -443,6 +447,12 @@ ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->callback_concurrency, 16);
     ngx_conf_init_size_value(amcf->callback_max_payload, 256 * 1024);
     ngx_conf_init_uint_value(amcf->callback_retries, 0);
+
+    if ((amcf->used || amcf->metrics_used)
+        && ngx_http_actingweb_metrics_zone(cf, amcf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

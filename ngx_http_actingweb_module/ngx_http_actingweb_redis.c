@@ -63,6 +63,7 @@ typedef struct {
     ngx_http_actingweb_redis_args_t     *args;
     ngx_int_t                            script;     /* -1: command */
     ngx_event_t                          timer;
+    ngx_msec_t                           start;      /* for the latency */
     ngx_queue_t                          queue;      /* in rd->held */
     unsigned                             held:1;     /* not sent yet */
     unsigned                             done:1;     /* handler ran */
@@ -475,7 +476,8 @@ ngx_http_actingweb_redis_connected_cb(const redisAsyncContext *ac,
     rd = ac->data;
 
     if (status == REDIS_OK) {
-        rd->amcf->stats.redis_connects++;
+        ngx_http_actingweb_metric_inc(rd->amcf,
+                                      NGX_HTTP_ACTINGWEB_M_REDIS_CONNECTS);
         return;
     }
 
@@ -505,7 +507,8 @@ ngx_http_actingweb_redis_disconnected_cb(const redisAsyncContext *ac,
 
     rd = ac->data;
 
-    rd->amcf->stats.redis_disconnects++;
+    ngx_http_actingweb_metric_inc(rd->amcf,
+                                  NGX_HTTP_ACTINGWEB_M_REDIS_DISCONNECTS);
 
     if (rd->ac != ac) {
         return;                          /* our own reset or exit */
@@ -656,7 +659,8 @@ ngx_http_actingweb_redis_op_fail(ngx_http_actingweb_redis_op_t *op)
     }
 
     op->cleanup->handler = NULL;
-    op->redis->amcf->stats.redis_unavailable++;
+    ngx_http_actingweb_metric_inc(op->redis->amcf,
+                                  NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE);
 
     r = op->request;
     c = r->connection;
@@ -955,7 +959,8 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     if (rd == NULL || rd->ac == NULL
         || rd->state == NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE)
     {
-        amcf->stats.redis_unavailable++;
+        ngx_http_actingweb_metric_inc(amcf,
+                                      NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE);
         return NGX_DECLINED;
     }
 
@@ -976,6 +981,7 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     op->cleanup = cln;
     op->args = a;
     op->script = script;
+    op->start = ngx_current_msec;
 
     op->timer.handler = ngx_http_actingweb_redis_op_timeout;
     op->timer.data = r->connection;
@@ -987,7 +993,8 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
 
     } else if (ngx_http_actingweb_redis_send(op) != NGX_OK) {
         ngx_free(op);
-        amcf->stats.redis_unavailable++;
+        ngx_http_actingweb_metric_inc(amcf,
+                                      NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE);
         return NGX_DECLINED;
     }
 
@@ -1001,7 +1008,7 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
 
     ngx_add_timer(&op->timer, amcf->redis_timeout);
 
-    amcf->stats.redis_commands++;
+    ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_REDIS_COMMANDS);
 
     return NGX_OK;
 }
@@ -1104,6 +1111,12 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
         status = NGX_HTTP_ACTINGWEB_REDIS_OK;
     }
 
+    if (reply) {
+        ngx_http_actingweb_metric_observe(rd->amcf,
+                                          NGX_HTTP_ACTINGWEB_H_REDIS,
+                                          ngx_current_msec - op->start);
+    }
+
     c = r->connection;
 
     op->handler(r, status, reply);
@@ -1135,7 +1148,8 @@ ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
     op->request = NULL;
     op->cleanup->handler = NULL;
 
-    rd->amcf->stats.redis_timeouts++;
+    ngx_http_actingweb_metric_inc(rd->amcf,
+                                  NGX_HTTP_ACTINGWEB_M_REDIS_TIMEOUTS);
 
     ngx_log_error(NGX_LOG_ERR, c->log, 0,
                   "actingweb: redis \"%V\" did not answer in %M ms",
