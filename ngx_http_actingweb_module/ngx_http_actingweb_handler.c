@@ -133,6 +133,7 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
     }
 
     ngx_http_set_ctx(r, ctx, ngx_http_actingweb_module);
+    ngx_http_actingweb_log_actor(r);
 
     err = NULL;
     rc = ngx_http_actingweb_parse_path(r, ctx, &err);

@@ -41,6 +41,10 @@ ngx_http_actingweb_send(ngx_http_request_t *r, ngx_uint_t status,
         ctx->responded = 1;
     }
 
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        (void) ngx_http_actingweb_log_event(NGX_HTTP_ACTINGWEB_EV_503);
+    }
+
     r->headers_out.status = status;
 
     if (len == 0) {

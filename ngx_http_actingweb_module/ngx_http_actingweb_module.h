@@ -381,6 +381,17 @@ ngx_int_t ngx_http_actingweb_metrics_zone(ngx_conf_t *cf,
 ngx_int_t ngx_http_actingweb_metrics_init(ngx_conf_t *cf);
 void ngx_http_actingweb_metric_observe(ngx_http_actingweb_main_conf_t *amcf,
     ngx_uint_t histogram, ngx_msec_t ms);
+ngx_uint_t ngx_http_actingweb_log_event(ngx_uint_t event);
+void ngx_http_actingweb_log_actor(ngx_http_request_t *r);
+
+
+/* failures that come in floods: logged once, then summed up per second */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_EV_503 = 0,           /* never logged one by one */
+    NGX_HTTP_ACTINGWEB_EV_REDIS_TIMEOUT,
+    NGX_HTTP_ACTINGWEB_EV_PEER_TIMEOUT,
+    NGX_HTTP_ACTINGWEB_EV_MAX
+} ngx_http_actingweb_event_e;
 
 
 /* counters (and gauges, with a negative n) of every worker, one slot */

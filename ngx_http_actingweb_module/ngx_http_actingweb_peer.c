@@ -706,9 +706,14 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
                    rc, pc->status, b ? (size_t) (b->last - b->pos) : 0);
 
     if (pc->timed_out) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "actingweb: peer \"%V\" did not answer in %M ms",
-                      &pc->url, pc->timeout);
+        if (ngx_http_actingweb_log_event(
+                                        NGX_HTTP_ACTINGWEB_EV_PEER_TIMEOUT))
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "actingweb: peer \"%V\" did not answer in %M ms",
+                          &pc->url, pc->timeout);
+        }
+
         pc->error = NGX_HTTP_ACTINGWEB_PEER_TIMEOUT;
         pc->message = "peer did not answer in time";
         return NGX_OK;

@@ -1151,9 +1151,11 @@ ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
     ngx_http_actingweb_metric_inc(rd->amcf,
                                   NGX_HTTP_ACTINGWEB_M_REDIS_TIMEOUTS);
 
-    ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                  "actingweb: redis \"%V\" did not answer in %M ms",
-                  &rd->amcf->redis_addr, rd->amcf->redis_timeout);
+    if (ngx_http_actingweb_log_event(NGX_HTTP_ACTINGWEB_EV_REDIS_TIMEOUT)) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "actingweb: redis \"%V\" did not answer in %M ms",
+                      &rd->amcf->redis_addr, rd->amcf->redis_timeout);
+    }
 
     if (op->held) {
         /* still ours: the connect timer deals with the connection */

@@ -37,6 +37,23 @@ static u_char *ngx_http_actingweb_status_head(u_char *p, const char *family,
     const char *help, const char *type);
 static ngx_int_t ngx_http_actingweb_status_json(ngx_http_request_t *r,
     ngx_http_actingweb_metrics_t *mt, ngx_uint_t connected);
+static void ngx_http_actingweb_log_summary(ngx_event_t *ev);
+static u_char *ngx_http_actingweb_log_error(ngx_http_request_t *r,
+    ngx_http_request_t *sr, u_char *buf, size_t len);
+
+
+/* this worker's flood counters: one summary line per second at most */
+
+typedef struct {
+    ngx_event_t                     timer;
+    ngx_connection_t                dummy;           /* timer's ev->data */
+    ngx_uint_t                      count[NGX_HTTP_ACTINGWEB_EV_MAX];
+    ngx_uint_t                      active[NGX_HTTP_ACTINGWEB_EV_MAX];
+} ngx_http_actingweb_flood_t;
+
+
+static ngx_http_actingweb_flood_t  ngx_http_actingweb_flood;
+static ngx_http_log_handler_pt     ngx_http_actingweb_log_next;
 
 
 /* in ngx_http_actingweb_metric_e order */
@@ -475,4 +492,122 @@ ngx_http_actingweb_status_json(ngx_http_request_t *r,
     }
 
     return ngx_http_actingweb_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * Counts a failure that may come once per request while Redis or a peer
+ * stalls.  Returns 1 when the caller logs its own line: the first of its
+ * kind after a quiet second.  The rest go into a summary once a second.
+ */
+
+ngx_uint_t
+ngx_http_actingweb_log_event(ngx_uint_t event)
+{
+    ngx_uint_t                   first;
+    ngx_http_actingweb_flood_t  *fl;
+
+    fl = &ngx_http_actingweb_flood;
+
+    first = !fl->active[event] && event != NGX_HTTP_ACTINGWEB_EV_503;
+
+    if (first) {
+        fl->active[event] = 1;
+
+    } else {
+        fl->count[event]++;
+    }
+
+    if (!fl->timer.timer_set && !ngx_exiting) {
+        fl->timer.handler = ngx_http_actingweb_log_summary;
+        fl->dummy.fd = (ngx_socket_t) -1;
+        fl->timer.data = &fl->dummy;
+        fl->timer.log = ngx_cycle->log;
+        fl->timer.cancelable = 1;
+        ngx_add_timer(&fl->timer, 1000);
+    }
+
+    return first;
+}
+
+
+static void
+ngx_http_actingweb_log_summary(ngx_event_t *ev)
+{
+    u_char                      *p, *last;
+    ngx_uint_t                   i, any;
+    ngx_http_actingweb_flood_t  *fl;
+    u_char                       buf[NGX_MAX_ERROR_STR];
+
+    static const char  *what[] = {
+        NULL, "Redis commands timed out", "peer calls timed out"
+    };
+
+    fl = &ngx_http_actingweb_flood;
+
+    any = 0;
+    p = buf;
+    last = buf + sizeof(buf);
+
+    p = ngx_slprintf(p, last, "%ui requests answered 503",
+                     fl->count[NGX_HTTP_ACTINGWEB_EV_503]);
+
+    for (i = 0; i < NGX_HTTP_ACTINGWEB_EV_MAX; i++) {
+        if (fl->count[i] == 0) {
+            /* a quiet second: the next one is logged again */
+            fl->active[i] = 0;
+            continue;
+        }
+
+        any = 1;
+
+        if (i != NGX_HTTP_ACTINGWEB_EV_503) {
+            p = ngx_slprintf(p, last, ", %ui more %s", fl->count[i],
+                             what[i]);
+        }
+
+        fl->count[i] = 0;
+    }
+
+    if (any) {
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "actingweb: %*s in the last second", p - buf, buf);
+
+        if (!ngx_exiting) {
+            ngx_add_timer(ev, 1000);
+        }
+    }
+}
+
+
+/* error log lines of an actor request name the actor */
+
+void
+ngx_http_actingweb_log_actor(ngx_http_request_t *r)
+{
+    if (r->log_handler == ngx_http_actingweb_log_error) {
+        return;
+    }
+
+    ngx_http_actingweb_log_next = r->log_handler;
+    r->log_handler = ngx_http_actingweb_log_error;
+}
+
+
+static u_char *
+ngx_http_actingweb_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
+    u_char *buf, size_t len)
+{
+    u_char                    *p;
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    p = ngx_http_actingweb_log_next(r, sr, buf, len);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx && ngx_http_actingweb_valid_id(&ctx->actor_id)) {
+        p = ngx_snprintf(p, len - (p - buf), ", actor: %V", &ctx->actor_id);
+    }
+
+    return p;
 }
