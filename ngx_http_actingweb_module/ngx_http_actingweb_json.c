@@ -14,6 +14,8 @@
 
 static void ngx_http_actingweb_json_cleanup(void *data);
 static ngx_int_t ngx_http_actingweb_header_filter(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_actingweb_before_location(ngx_http_request_t *r,
+    ngx_http_actingweb_loc_conf_t *alcf);
 static ngx_int_t ngx_http_actingweb_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_actingweb_error_json(ngx_http_request_t *r,
@@ -336,7 +338,10 @@ ngx_http_actingweb_header_filter(ngx_http_request_t *r)
         /* nginx may refuse a request before our handler runs (413) */
 
         alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
-        if (alcf == NULL || alcf->enable != 1) {
+        if (alcf == NULL
+            || (alcf->enable != 1
+                && !ngx_http_actingweb_before_location(r, alcf)))
+        {
             return ngx_http_next_header_filter(r);
         }
 
@@ -365,6 +370,9 @@ ngx_http_actingweb_header_filter(ngx_http_request_t *r)
         break;
     case NGX_HTTP_BAD_REQUEST:
         msg = "malformed request";
+        break;
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+        msg = "request URI too long";
         break;
     default:
         msg = status >= 500 ? "internal error" : "request failed";
@@ -395,6 +403,28 @@ ngx_http_actingweb_header_filter(ngx_http_request_t *r)
     ngx_http_clear_etag(r);
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * actingweb_error_json: a request nginx refused while reading its request
+ * line or headers never reached a location; it still has the server's
+ * own configuration
+ */
+
+static ngx_uint_t
+ngx_http_actingweb_before_location(ngx_http_request_t *r,
+    ngx_http_actingweb_loc_conf_t *alcf)
+{
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (alcf->error_json != 1) {
+        return 0;
+    }
+
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+
+    return r->loc_conf == cscf->ctx->loc_conf;
 }
 
 

@@ -267,6 +267,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("actingweb_error_json"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, error_json),
+      NULL },
+
     { ngx_string("actingweb_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_actingweb_status,
@@ -488,6 +495,7 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->acl = NGX_CONF_UNSET_PTR;
     alcf->change_log = NGX_CONF_UNSET_UINT;
     alcf->devtest = NGX_CONF_UNSET;
+    alcf->error_json = NGX_CONF_UNSET;
     alcf->thread_pool = NGX_CONF_UNSET_PTR;
 
     return alcf;
@@ -533,6 +541,7 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->devtest, prev->devtest, 0);
+    ngx_conf_merge_value(conf->error_json, prev->error_json, 0);
 
     return ngx_http_actingweb_thread_pool_merge(cf, prev, conf);
 }

@@ -147,6 +147,7 @@ typedef struct {
     ngx_uint_t                      change_log;      /* events kept */
 
     ngx_flag_t                      devtest;
+    ngx_flag_t                      error_json;      /* server level */
     void                           *thread_pool;     /* for key derivation */
 } ngx_http_actingweb_loc_conf_t;
 
