@@ -267,6 +267,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("actingweb_secret_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_secret_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("actingweb_error_json"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -454,6 +461,12 @@ ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->callback_concurrency, 16);
     ngx_conf_init_size_value(amcf->callback_max_payload, 256 * 1024);
     ngx_conf_init_uint_value(amcf->callback_retries, 0);
+
+    if (amcf->used && amcf->secret_keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "actingweb: no \"actingweb_secret_key\": trust "
+                           "secrets are stored in clear text in Redis");
+    }
 
     if ((amcf->used || amcf->metrics_used)
         && ngx_http_actingweb_metrics_zone(cf, amcf) != NGX_OK)

@@ -88,6 +88,13 @@ typedef struct {
 } ngx_http_actingweb_metrics_t;
 
 
+/* actingweb_secret_key: AES-256-GCM keys for trust secrets at rest */
+typedef struct {
+    ngx_uint_t                      id;              /* 1..255 */
+    u_char                          key[32];
+} ngx_http_actingweb_secret_key_t;
+
+
 typedef struct {
     ngx_str_t                       redis_addr;
     ngx_str_t                       redis_host;      /* NUL-terminated IP */
@@ -116,6 +123,9 @@ typedef struct {
     u_char                         *auth_fails;
     u_char                         *auth_buckets;
     void                           *auth_md;         /* EVP_MD, fetched */
+
+    ngx_array_t                    *secret_keys;     /* first: current */
+    u_char                          index_key[32];   /* trustsec HMAC */
 
     ngx_flag_t                      metrics_used;    /* actingweb_status */
     ngx_shm_zone_t                 *metrics_zone;
@@ -363,6 +373,10 @@ ngx_int_t ngx_http_actingweb_perm_check(ngx_http_request_t *r, cJSON *rec,
 ngx_int_t ngx_http_actingweb_trust(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_trust_hash(ngx_http_request_t *r,
     ngx_str_t *secret, ngx_str_t *out);
+cJSON *ngx_http_actingweb_trust_record(ngx_http_request_t *r, u_char *data,
+    size_t len, const char **err);
+char *ngx_http_actingweb_secret_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
     ngx_http_actingweb_step_pt done);
 ngx_int_t ngx_http_actingweb_trust_open(ngx_http_request_t *r,
