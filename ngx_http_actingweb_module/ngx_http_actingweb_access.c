@@ -486,8 +486,8 @@ ngx_http_actingweb_access_trusted(ngx_http_request_t *r,
     if (ctx->actor_state == NGX_HTTP_ACTINGWEB_ACTOR_FOUND
         && reply->type == REDIS_REPLY_STRING)
     {
-        rec = ngx_http_actingweb_json_parse(r, (u_char *) reply->str,
-                                            reply->len, &err);
+        rec = ngx_http_actingweb_trust_record(r, (u_char *) reply->str,
+                                              reply->len, &err);
     }
 
     secret = cJSON_GetObjectItemCaseSensitive(rec, "secret");

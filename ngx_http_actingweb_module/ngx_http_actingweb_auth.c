@@ -404,7 +404,8 @@ ngx_http_actingweb_auth_verify(ngx_http_request_t *r,
         && slot->len == h->len
         && CRYPTO_memcmp(slot->hash, h->data, h->len) == 0)
     {
-        amcf->stats.auth_cache_hits++;
+        ngx_http_actingweb_metric_inc(amcf,
+                                   NGX_HTTP_ACTINGWEB_M_AUTH_CACHE_HITS);
         return NGX_OK;
     }
 
@@ -890,7 +891,7 @@ ngx_http_actingweb_kdf_result(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    amcf->stats.auth_kdf_runs++;
+    ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_AUTH_KDF_RUNS);
     h = &ctx->actor.pwhash;
 
     if (job->rc == NGX_HTTP_FORBIDDEN) {

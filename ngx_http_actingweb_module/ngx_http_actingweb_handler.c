@@ -132,10 +132,6 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
     ngx_int_t                        rc;
     const char                      *err;
     ngx_http_actingweb_ctx_t        *ctx;
-    ngx_http_actingweb_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
-    amcf->stats.requests++;
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_ctx_t));
     if (ctx == NULL) {
@@ -143,6 +139,7 @@ ngx_http_actingweb_handler(ngx_http_request_t *r)
     }
 
     ngx_http_set_ctx(r, ctx, ngx_http_actingweb_module);
+    ngx_http_actingweb_log_actor(r);
 
     err = NULL;
     rc = ngx_http_actingweb_parse_path(r, ctx, &err);

@@ -14,6 +14,8 @@
 
 static void ngx_http_actingweb_json_cleanup(void *data);
 static ngx_int_t ngx_http_actingweb_header_filter(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_actingweb_before_location(ngx_http_request_t *r,
+    ngx_http_actingweb_loc_conf_t *alcf);
 static ngx_int_t ngx_http_actingweb_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_actingweb_error_json(ngx_http_request_t *r,
@@ -35,20 +37,14 @@ ngx_http_actingweb_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t                       *b;
     ngx_chain_t                      out;
     ngx_http_actingweb_ctx_t        *ctx;
-    ngx_http_actingweb_main_conf_t  *amcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     if (ctx) {
         ctx->responded = 1;
     }
 
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
-
-    if (status >= 500) {
-        amcf->stats.errors_5xx++;
-
-    } else if (status >= 400) {
-        amcf->stats.errors_4xx++;
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        (void) ngx_http_actingweb_log_event(NGX_HTTP_ACTINGWEB_EV_503);
     }
 
     r->headers_out.status = status;
@@ -342,7 +338,10 @@ ngx_http_actingweb_header_filter(ngx_http_request_t *r)
         /* nginx may refuse a request before our handler runs (413) */
 
         alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
-        if (alcf == NULL || alcf->enable != 1) {
+        if (alcf == NULL
+            || (alcf->enable != 1
+                && !ngx_http_actingweb_before_location(r, alcf)))
+        {
             return ngx_http_next_header_filter(r);
         }
 
@@ -371,6 +370,9 @@ ngx_http_actingweb_header_filter(ngx_http_request_t *r)
         break;
     case NGX_HTTP_BAD_REQUEST:
         msg = "malformed request";
+        break;
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+        msg = "request URI too long";
         break;
     default:
         msg = status >= 500 ? "internal error" : "request failed";
@@ -401,6 +403,28 @@ ngx_http_actingweb_header_filter(ngx_http_request_t *r)
     ngx_http_clear_etag(r);
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * actingweb_error_json: a request nginx refused while reading its request
+ * line or headers never reached a location; it still has the server's
+ * own configuration
+ */
+
+static ngx_uint_t
+ngx_http_actingweb_before_location(ngx_http_request_t *r,
+    ngx_http_actingweb_loc_conf_t *alcf)
+{
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (alcf->error_json != 1) {
+        return 0;
+    }
+
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+
+    return r->loc_conf == cscf->ctx->loc_conf;
 }
 
 

@@ -274,6 +274,20 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("actingweb_secret_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_actingweb_secret_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("actingweb_error_json"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_loc_conf_t, error_json),
+      NULL },
+
     { ngx_string("actingweb_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_actingweb_status,
@@ -390,6 +404,10 @@ ngx_http_actingweb_peer_variable(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_actingweb_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_actingweb_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_actingweb_filter_init(cf);
 }
 
@@ -451,6 +469,18 @@ ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(amcf->callback_max_payload, 256 * 1024);
     ngx_conf_init_uint_value(amcf->callback_retries, 0);
 
+    if (amcf->used && amcf->secret_keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "actingweb: no \"actingweb_secret_key\": trust "
+                           "secrets are stored in clear text in Redis");
+    }
+
+    if ((amcf->used || amcf->metrics_used)
+        && ngx_http_actingweb_metrics_zone(cf, amcf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -486,6 +516,7 @@ ngx_http_actingweb_create_loc_conf(ngx_conf_t *cf)
     alcf->change_log = NGX_CONF_UNSET_UINT;
     alcf->subscriptions_max = NGX_CONF_UNSET_UINT;
     alcf->devtest = NGX_CONF_UNSET;
+    alcf->error_json = NGX_CONF_UNSET;
     alcf->thread_pool = NGX_CONF_UNSET_PTR;
 
     return alcf;
@@ -533,6 +564,7 @@ ngx_http_actingweb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->devtest, prev->devtest, 0);
+    ngx_conf_merge_value(conf->error_json, prev->error_json, 0);
 
     return ngx_http_actingweb_thread_pool_merge(cf, prev, conf);
 }

@@ -36,25 +36,68 @@ typedef struct ngx_http_actingweb_ctx_s    ngx_http_actingweb_ctx_t;
 typedef struct ngx_http_actingweb_peer_call_s  ngx_http_actingweb_peer_call_t;
 
 
+/*
+ * actingweb_status metrics: counters and gauges in shared memory, one
+ * slot each, summed over all workers; kept across reloads (status.c)
+ */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_M_REDIS_COMMANDS = 0,
+    NGX_HTTP_ACTINGWEB_M_REDIS_TIMEOUTS,
+    NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE,
+    NGX_HTTP_ACTINGWEB_M_REDIS_CONNECTS,
+    NGX_HTTP_ACTINGWEB_M_REDIS_DISCONNECTS,
+    NGX_HTTP_ACTINGWEB_M_AUTH_CACHE_HITS,
+    NGX_HTTP_ACTINGWEB_M_AUTH_KDF_RUNS,
+    NGX_HTTP_ACTINGWEB_M_PEER_OK,            /* the peer answered */
+    NGX_HTTP_ACTINGWEB_M_PEER_TIMEOUT,
+    NGX_HTTP_ACTINGWEB_M_PEER_FAILED,        /* unreachable, bad answer */
+    NGX_HTTP_ACTINGWEB_M_PEER_REFUSED,       /* URL or address policy */
+    NGX_HTTP_ACTINGWEB_M_CALLBACK_SENT,      /* delivered (2xx) */
+    NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,    /* one attempt failed */
+    NGX_HTTP_ACTINGWEB_M_CALLBACK_RETRIED,
+    NGX_HTTP_ACTINGWEB_M_CALLBACK_DROPPED,   /* given up */
+    NGX_HTTP_ACTINGWEB_M_CALLBACK_DOWNGRADED,  /* high sent as low */
+    NGX_HTTP_ACTINGWEB_M_CALLBACK_REDIS,     /* delivery's commands */
+    NGX_HTTP_ACTINGWEB_M_CIRCUIT_OPENED,
+    NGX_HTTP_ACTINGWEB_M_CIRCUITS_OPEN,      /* gauges from here on */
+    NGX_HTTP_ACTINGWEB_M_CIRCUITS_HALF_OPEN,
+    NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
+    NGX_HTTP_ACTINGWEB_M_MAX
+} ngx_http_actingweb_metric_e;
+
+
+typedef enum {
+    NGX_HTTP_ACTINGWEB_H_REDIS = 0,          /* command round trip */
+    NGX_HTTP_ACTINGWEB_H_PEER,               /* peer call */
+    NGX_HTTP_ACTINGWEB_H_MAX
+} ngx_http_actingweb_histogram_e;
+
+
+#define NGX_HTTP_ACTINGWEB_BUCKETS        14     /* the last is +Inf */
+#define NGX_HTTP_ACTINGWEB_CLASSES        6      /* 1xx..5xx, other */
+#define NGX_HTTP_ACTINGWEB_ENDPOINTS      12     /* EP_FACTORY..EP_OTHER */
+
+
 typedef struct {
-    ngx_uint_t                      requests;
-    ngx_uint_t                      errors_4xx;
-    ngx_uint_t                      errors_5xx;
-    ngx_uint_t                      redis_commands;
-    ngx_uint_t                      redis_timeouts;
-    ngx_uint_t                      redis_unavailable;
-    ngx_uint_t                      redis_connects;
-    ngx_uint_t                      redis_disconnects;
-    ngx_uint_t                      auth_cache_hits;
-    ngx_uint_t                      auth_kdf_runs;
-    ngx_uint_t                      callbacks_sent;
-    ngx_uint_t                      callbacks_failed;
-    ngx_uint_t                      callbacks_retried;
-    ngx_uint_t                      callbacks_downgraded;
-    ngx_uint_t                      callbacks_circuit_open;
-    ngx_uint_t                      callbacks_pending;
-    ngx_uint_t                      callbacks_redis_commands;
-} ngx_http_actingweb_stats_t;
+    ngx_atomic_t                    bucket[NGX_HTTP_ACTINGWEB_BUCKETS];
+    ngx_atomic_t                    sum_ms;
+} ngx_http_actingweb_histogram_t;
+
+
+typedef struct {
+    ngx_atomic_uint_t               magic;           /* layout check */
+    ngx_atomic_t                    m[NGX_HTTP_ACTINGWEB_M_MAX];
+    ngx_atomic_t                    requests[NGX_HTTP_ACTINGWEB_ENDPOINTS]
+                                            [NGX_HTTP_ACTINGWEB_CLASSES];
+    ngx_http_actingweb_histogram_t  h[NGX_HTTP_ACTINGWEB_H_MAX];
+} ngx_http_actingweb_metrics_t;
+
+
+/* actingweb_secret_key: AES-256-GCM keys for trust secrets at rest */
+typedef struct {
+    ngx_uint_t                      id;              /* 1..255 */
+    u_char                          key[32];
+} ngx_http_actingweb_secret_key_t;
 
 
 typedef struct {
@@ -87,7 +130,13 @@ typedef struct {
     u_char                         *auth_fails;
     u_char                         *auth_buckets;
     void                           *auth_md;         /* EVP_MD, fetched */
-    ngx_http_actingweb_stats_t      stats;
+
+    ngx_array_t                    *secret_keys;     /* first: current */
+    u_char                          index_key[32];   /* trustsec HMAC */
+
+    ngx_flag_t                      metrics_used;    /* actingweb_status */
+    ngx_shm_zone_t                 *metrics_zone;
+    ngx_http_actingweb_metrics_t   *metrics;         /* in metrics_zone */
 } ngx_http_actingweb_main_conf_t;
 
 
@@ -116,6 +165,7 @@ typedef struct {
     ngx_uint_t                      subscriptions_max;   /* per peer */
 
     ngx_flag_t                      devtest;
+    ngx_flag_t                      error_json;      /* server level */
     void                           *thread_pool;     /* for key derivation */
 } ngx_http_actingweb_loc_conf_t;
 
@@ -333,6 +383,10 @@ ngx_int_t ngx_http_actingweb_perm_check(ngx_http_request_t *r, cJSON *rec,
 ngx_int_t ngx_http_actingweb_trust(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_trust_hash(ngx_http_request_t *r,
     ngx_str_t *secret, ngx_str_t *out);
+cJSON *ngx_http_actingweb_trust_record(ngx_http_request_t *r, u_char *data,
+    size_t len, const char **err);
+char *ngx_http_actingweb_secret_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_actingweb_trust_revoke_all(ngx_http_request_t *r,
     ngx_http_actingweb_step_pt done);
 ngx_int_t ngx_http_actingweb_trust_open(ngx_http_request_t *r,
@@ -353,6 +407,38 @@ ngx_int_t ngx_http_actingweb_properties(ngx_http_request_t *r);
 /* status.c */
 char *ngx_http_actingweb_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_actingweb_metrics_zone(ngx_conf_t *cf,
+    ngx_http_actingweb_main_conf_t *amcf);
+ngx_int_t ngx_http_actingweb_metrics_init(ngx_conf_t *cf);
+void ngx_http_actingweb_metric_observe(ngx_http_actingweb_main_conf_t *amcf,
+    ngx_uint_t histogram, ngx_msec_t ms);
+ngx_uint_t ngx_http_actingweb_log_event(ngx_uint_t event);
+void ngx_http_actingweb_log_actor(ngx_http_request_t *r);
+
+
+/* failures that come in floods: logged once, then summed up per second */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_EV_503 = 0,           /* never logged one by one */
+    NGX_HTTP_ACTINGWEB_EV_REDIS_TIMEOUT,
+    NGX_HTTP_ACTINGWEB_EV_PEER_TIMEOUT,
+    NGX_HTTP_ACTINGWEB_EV_MAX
+} ngx_http_actingweb_event_e;
+
+
+/* counters (and gauges, with a negative n) of every worker, one slot */
+
+static ngx_inline void
+ngx_http_actingweb_metric_add(ngx_http_actingweb_main_conf_t *amcf,
+    ngx_uint_t metric, ngx_atomic_int_t n)
+{
+    if (amcf->metrics) {
+        (void) ngx_atomic_fetch_add(&amcf->metrics->m[metric], n);
+    }
+}
+
+
+#define ngx_http_actingweb_metric_inc(amcf, metric)                           \
+    ngx_http_actingweb_metric_add(amcf, metric, 1)
 
 
 #endif /* _NGX_HTTP_ACTINGWEB_MODULE_H_INCLUDED_ */

@@ -1035,10 +1035,11 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
         body->data = p;
 
         if (sd->downgraded[i]) {
-            amcf->stats.callbacks_downgraded++;
+            ngx_http_actingweb_metric_inc(amcf,
+                                     NGX_HTTP_ACTINGWEB_M_CALLBACK_DOWNGRADED);
         }
 
-        amcf->stats.callbacks_pending++;
+        ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH);
         i++;
     }
 
@@ -1321,7 +1322,8 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
     }
 
     if (ps->state != NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
-        ob->amcf->stats.callbacks_circuit_open++;
+        ngx_http_actingweb_metric_inc(ob->amcf,
+                                      NGX_HTTP_ACTINGWEB_M_CIRCUIT_OPENED);
 
         ngx_log_error(NGX_LOG_WARN, ob->log, 0,
                       "actingweb: callbacks to peer %*s: circuit open for "
@@ -1361,8 +1363,10 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
                 && (ngx_msec_int_t) (ps->until - ngx_current_msec) > 0))
         {
             /* not now: the diffs stay pollable */
-            amcf->stats.callbacks_failed += sd->n - sd->next;
-            amcf->stats.callbacks_pending -= sd->n - sd->next;
+            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,
+                                          sd->n - sd->next);
+            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
+                                          -(ngx_int_t) (sd->n - sd->next));
             ngx_http_actingweb_outbox_sends_free(sd);
             continue;
         }
@@ -1383,8 +1387,10 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         post.data = sd;
 
         if (ngx_http_actingweb_curl_post(amcf, &post) != NGX_OK) {
-            amcf->stats.callbacks_failed += sd->n - sd->next;
-            amcf->stats.callbacks_pending -= sd->n - sd->next;
+            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,
+                                          sd->n - sd->next);
+            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
+                                          -(ngx_int_t) (sd->n - sd->next));
             ngx_http_actingweb_outbox_sends_free(sd);
             continue;
         }
@@ -1412,7 +1418,7 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
 
     if (rc == NGX_ABORT) {
         /* exiting: outbox_exit frees what is left */
-        amcf->stats.callbacks_pending--;
+        ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH, -1);
         sd->next = sd->n;
         ngx_http_actingweb_outbox_sends_free(sd);
         return;
@@ -1444,7 +1450,7 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
     {
         /* configured retries: 1 s, 2 s, 4 s, ... */
 
-        amcf->stats.callbacks_retried++;
+        ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_RETRIED);
         ngx_add_timer(&sd->retry,
                       NGX_HTTP_ACTINGWEB_RETRY_DELAY << ngx_min(sd->tries, 10));
         sd->tries++;
@@ -1454,13 +1460,13 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
     }
 
     if (ok) {
-        amcf->stats.callbacks_sent++;
+        ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_SENT);
 
     } else {
-        amcf->stats.callbacks_failed++;
+        ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED);
     }
 
-    amcf->stats.callbacks_pending--;
+    ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH, -1);
     sd->next++;
     sd->tries = 0;
 

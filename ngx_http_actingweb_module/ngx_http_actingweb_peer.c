@@ -42,6 +42,8 @@ static ngx_int_t ngx_http_actingweb_peer_start(ngx_http_request_t *r,
 static ngx_int_t ngx_http_actingweb_peer_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_actingweb_peer_resume(ngx_http_request_t *r);
+static void ngx_http_actingweb_peer_metrics(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc);
 static void ngx_http_actingweb_peer_fail(ngx_http_actingweb_peer_call_t *pc,
     ngx_http_actingweb_peer_error_e error, const char *message);
 static void ngx_http_actingweb_peer_timeout(ngx_event_t *ev);
@@ -93,6 +95,7 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
 
     pc->request = r;
+    pc->start = ngx_current_msec;
 
     if (ngx_http_actingweb_peer_url_valid(pc) != NGX_OK) {
         pc->error = NGX_HTTP_ACTINGWEB_PEER_BAD_URL;
@@ -245,6 +248,7 @@ ngx_http_actingweb_peer_run(ngx_http_request_t *r,
 
     pc->done = 1;
     pc->handled = 1;
+    ngx_http_actingweb_peer_metrics(r, pc);
     pc->handler(r, pc);
 
     return NGX_DONE;
@@ -702,9 +706,14 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
                    rc, pc->status, b ? (size_t) (b->last - b->pos) : 0);
 
     if (pc->timed_out) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "actingweb: peer \"%V\" did not answer in %M ms",
-                      &pc->url, pc->timeout);
+        if (ngx_http_actingweb_log_event(
+                                        NGX_HTTP_ACTINGWEB_EV_PEER_TIMEOUT))
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "actingweb: peer \"%V\" did not answer in %M ms",
+                          &pc->url, pc->timeout);
+        }
+
         pc->error = NGX_HTTP_ACTINGWEB_PEER_TIMEOUT;
         pc->message = "peer did not answer in time";
         return NGX_OK;
@@ -810,6 +819,7 @@ ngx_http_actingweb_peer_resume(ngx_http_request_t *r)
         }
 
         pc->handled = 1;
+        ngx_http_actingweb_peer_metrics(r, pc);
 
         /*
          * The handler may finalize the request: it does so only after the
@@ -824,6 +834,42 @@ ngx_http_actingweb_peer_resume(ngx_http_request_t *r)
         }
 
         pc->handler(r, pc);
+    }
+}
+
+
+static void
+ngx_http_actingweb_peer_metrics(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc)
+{
+    ngx_uint_t                       m;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    switch (pc->error) {
+    case NGX_HTTP_ACTINGWEB_PEER_OK:
+        m = NGX_HTTP_ACTINGWEB_M_PEER_OK;
+        break;
+    case NGX_HTTP_ACTINGWEB_PEER_TIMEOUT:
+        m = NGX_HTTP_ACTINGWEB_M_PEER_TIMEOUT;
+        break;
+    case NGX_HTTP_ACTINGWEB_PEER_BAD_URL:
+    case NGX_HTTP_ACTINGWEB_PEER_DENIED:
+        m = NGX_HTTP_ACTINGWEB_M_PEER_REFUSED;
+        break;
+    default:
+        m = NGX_HTTP_ACTINGWEB_M_PEER_FAILED;
+        break;
+    }
+
+    ngx_http_actingweb_metric_inc(amcf, m);
+
+    if (pc->error != NGX_HTTP_ACTINGWEB_PEER_BAD_URL
+        && pc->error != NGX_HTTP_ACTINGWEB_PEER_DENIED)
+    {
+        ngx_http_actingweb_metric_observe(amcf, NGX_HTTP_ACTINGWEB_H_PEER,
+                                          ngx_current_msec - pc->start);
     }
 }
 

@@ -65,6 +65,7 @@ struct ngx_http_actingweb_peer_call_s {
     in_port_t                        port;
     ngx_event_t                      timer;
     ngx_msec_t                       timeout;
+    ngx_msec_t                       start;       /* for the latency */
     unsigned                         done:1;      /* outcome known */
     unsigned                         handled:1;   /* handler ran */
     unsigned                         timed_out:1;

@@ -263,8 +263,9 @@ ngx_http_actingweb_peerop_trust(ngx_http_request_t *r,
     }
 
     if (reply->type == REDIS_REPLY_STRING) {
-        po->trust = ngx_http_actingweb_json_parse(r, (u_char *) reply->str,
-                                                  reply->len, &err);
+        po->trust = ngx_http_actingweb_trust_record(r,
+                                                    (u_char *) reply->str,
+                                                    reply->len, &err);
     }
 
     if (po->trust == NULL
@@ -564,7 +565,7 @@ ngx_http_actingweb_fanout_listed(ngx_http_request_t *r,
             continue;
         }
 
-        rec = ngx_http_actingweb_json_parse(r,
+        rec = ngx_http_actingweb_trust_record(r,
                                        (u_char *) reply->element[i]->str,
                                        reply->element[i]->len, &err);
         if (rec == NULL) {

@@ -63,6 +63,7 @@ typedef struct {
     ngx_http_actingweb_redis_args_t     *args;
     ngx_int_t                            script;     /* -1: command */
     ngx_event_t                          timer;
+    ngx_msec_t                           start;      /* for the latency */
     ngx_queue_t                          queue;      /* in rd->held */
     unsigned                             held:1;     /* not sent yet */
     unsigned                             done:1;     /* handler ran */
@@ -475,7 +476,8 @@ ngx_http_actingweb_redis_connected_cb(const redisAsyncContext *ac,
     rd = ac->data;
 
     if (status == REDIS_OK) {
-        rd->amcf->stats.redis_connects++;
+        ngx_http_actingweb_metric_inc(rd->amcf,
+                                      NGX_HTTP_ACTINGWEB_M_REDIS_CONNECTS);
         return;
     }
 
@@ -505,7 +507,8 @@ ngx_http_actingweb_redis_disconnected_cb(const redisAsyncContext *ac,
 
     rd = ac->data;
 
-    rd->amcf->stats.redis_disconnects++;
+    ngx_http_actingweb_metric_inc(rd->amcf,
+                                  NGX_HTTP_ACTINGWEB_M_REDIS_DISCONNECTS);
 
     if (rd->ac != ac) {
         return;                          /* our own reset or exit */
@@ -656,7 +659,8 @@ ngx_http_actingweb_redis_op_fail(ngx_http_actingweb_redis_op_t *op)
     }
 
     op->cleanup->handler = NULL;
-    op->redis->amcf->stats.redis_unavailable++;
+    ngx_http_actingweb_metric_inc(op->redis->amcf,
+                                  NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE);
 
     r = op->request;
     c = r->connection;
@@ -956,7 +960,8 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     if (rd == NULL || rd->ac == NULL
         || rd->state == NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE)
     {
-        amcf->stats.redis_unavailable++;
+        ngx_http_actingweb_metric_inc(amcf,
+                                      NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE);
         return NGX_DECLINED;
     }
 
@@ -977,6 +982,7 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     op->cleanup = cln;
     op->args = a;
     op->script = script;
+    op->start = ngx_current_msec;
 
     op->timer.handler = ngx_http_actingweb_redis_op_timeout;
     op->timer.data = r->connection;
@@ -988,7 +994,8 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
 
     } else if (ngx_http_actingweb_redis_send(op) != NGX_OK) {
         ngx_free(op);
-        amcf->stats.redis_unavailable++;
+        ngx_http_actingweb_metric_inc(amcf,
+                                      NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE);
         return NGX_DECLINED;
     }
 
@@ -1004,12 +1011,9 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    if (ctx && ctx->worker) {
-        amcf->stats.callbacks_redis_commands++;
-
-    } else {
-        amcf->stats.redis_commands++;
-    }
+    ngx_http_actingweb_metric_inc(amcf, (ctx && ctx->worker)
+                                  ? NGX_HTTP_ACTINGWEB_M_CALLBACK_REDIS
+                                  : NGX_HTTP_ACTINGWEB_M_REDIS_COMMANDS);
 
     return NGX_OK;
 }
@@ -1112,6 +1116,12 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
         status = NGX_HTTP_ACTINGWEB_REDIS_OK;
     }
 
+    if (reply) {
+        ngx_http_actingweb_metric_observe(rd->amcf,
+                                          NGX_HTTP_ACTINGWEB_H_REDIS,
+                                          ngx_current_msec - op->start);
+    }
+
     c = r->connection;
 
     op->handler(r, status, reply);
@@ -1143,11 +1153,14 @@ ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
     op->request = NULL;
     op->cleanup->handler = NULL;
 
-    rd->amcf->stats.redis_timeouts++;
+    ngx_http_actingweb_metric_inc(rd->amcf,
+                                  NGX_HTTP_ACTINGWEB_M_REDIS_TIMEOUTS);
 
-    ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                  "actingweb: redis \"%V\" did not answer in %M ms",
-                  &rd->amcf->redis_addr, rd->amcf->redis_timeout);
+    if (ngx_http_actingweb_log_event(NGX_HTTP_ACTINGWEB_EV_REDIS_TIMEOUT)) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "actingweb: redis \"%V\" did not answer in %M ms",
+                      &rd->amcf->redis_addr, rd->amcf->redis_timeout);
+    }
 
     if (op->held) {
         /* still ours: the connect timer deals with the connection */

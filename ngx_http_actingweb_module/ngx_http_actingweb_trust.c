@@ -25,6 +25,12 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+
+#define NGX_HTTP_ACTINGWEB_GCM_NONCE  12
+#define NGX_HTTP_ACTINGWEB_GCM_TAG    16
 
 
 #define NGX_HTTP_ACTINGWEB_REL_MAX      64
@@ -132,6 +138,10 @@ static ngx_int_t ngx_http_actingweb_trust_random(ngx_http_request_t *r,
     ngx_str_t *out);
 static ngx_int_t ngx_http_actingweb_trust_parse(ngx_http_request_t *r,
     redisReply *reply, cJSON **rec);
+static ngx_int_t ngx_http_actingweb_trust_seal(ngx_http_request_t *r,
+    cJSON *rec, ngx_str_t *peerid, ngx_str_t *secret);
+static ngx_int_t ngx_http_actingweb_unhex(u_char *src, size_t n,
+    u_char *dst);
 static ngx_uint_t ngx_http_actingweb_trust_flag(cJSON *rec,
     const char *name);
 static ngx_uint_t ngx_http_actingweb_trust_is(cJSON *rec, const char *name,
@@ -1640,7 +1650,7 @@ ngx_http_actingweb_trust_new_record(ngx_http_request_t *r,
            != NGX_OK
         || ngx_http_actingweb_json_add_str(r, rec, "relationship", &ts->rel)
            != NGX_OK
-        || ngx_http_actingweb_json_add_str(r, rec, "secret", &ts->secret)
+        || ngx_http_actingweb_trust_seal(r, rec, &ts->peerid, &ts->secret)
            != NGX_OK
         || ngx_http_actingweb_json_add_str(r, rec, "desc", &ts->desc)
            != NGX_OK
@@ -1654,6 +1664,15 @@ ngx_http_actingweb_trust_new_record(ngx_http_request_t *r,
         || ngx_http_actingweb_json_add_str(r, rec, "_sh", &ts->sechash)
            != NGX_OK
         || ngx_http_actingweb_json_print(r, rec, &ts->record) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* a sealed secret: the views of this request show it in clear */
+
+    if (!cJSON_HasObjectItem(rec, "secret")
+        && ngx_http_actingweb_json_add_str(r, rec, "secret", &ts->secret)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1945,17 +1964,33 @@ ngx_http_actingweb_trust_url(ngx_str_t *url)
 }
 
 
-/* hex SHA-256: the secret index never holds a usable secret */
+/*
+ * hex SHA-256, or HMAC-SHA256 with actingweb_secret_key: the secret index
+ * never holds a usable secret
+ */
 
 ngx_int_t
 ngx_http_actingweb_trust_hash(ngx_http_request_t *r, ngx_str_t *secret,
     ngx_str_t *out)
 {
-    u_char        md[EVP_MAX_MD_SIZE];
-    unsigned int  len;
+    u_char                          md[EVP_MAX_MD_SIZE];
+    unsigned int                    len;
+    ngx_http_actingweb_main_conf_t  *amcf;
 
-    if (EVP_Digest(secret->data, secret->len, md, &len, EVP_sha256(), NULL)
-        != 1)
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    if (amcf->secret_keys) {
+        /* keyed: a dump of Redis gives no offline guessing of secrets */
+        if (HMAC(EVP_sha256(), amcf->index_key, sizeof(amcf->index_key),
+                 secret->data, secret->len, md, &len)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (EVP_Digest(secret->data, secret->len, md, &len,
+                          EVP_sha256(), NULL)
+               != 1)
     {
         return NGX_ERROR;
     }
@@ -1966,6 +2001,364 @@ ngx_http_actingweb_trust_hash(ngx_http_request_t *r, ngx_str_t *secret,
     }
 
     out->len = ngx_hex_dump(out->data, md, len) - out->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The secret as stored: "secret" in clear text, or with
+ * actingweb_secret_key "secret_enc": base64(key id | nonce | AES-256-GCM
+ * ciphertext | tag), the peer id as additional data (a sealed secret
+ * cannot be moved to another trust record)
+ */
+
+static ngx_int_t
+ngx_http_actingweb_trust_seal(ngx_http_request_t *r, cJSON *rec,
+    ngx_str_t *peerid, ngx_str_t *secret)
+{
+    u_char                           *raw, *p;
+    int                               n;
+    ngx_int_t                         rc;
+    ngx_str_t                         src, enc;
+    EVP_CIPHER_CTX                   *cx;
+    ngx_http_actingweb_secret_key_t  *k;
+    ngx_http_actingweb_main_conf_t   *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    if (amcf->secret_keys == NULL) {
+        return ngx_http_actingweb_json_add_str(r, rec, "secret", secret);
+    }
+
+    k = amcf->secret_keys->elts;
+
+    raw = ngx_pnalloc(r->pool, 1 + NGX_HTTP_ACTINGWEB_GCM_NONCE + secret->len
+                               + NGX_HTTP_ACTINGWEB_GCM_TAG);
+    if (raw == NULL) {
+        return NGX_ERROR;
+    }
+
+    raw[0] = (u_char) k->id;
+    p = raw + 1;
+
+    if (RAND_bytes(p, NGX_HTTP_ACTINGWEB_GCM_NONCE) != 1) {
+        return NGX_ERROR;
+    }
+
+    cx = EVP_CIPHER_CTX_new();
+    if (cx == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (EVP_EncryptInit_ex(cx, EVP_aes_256_gcm(), NULL, k->key, p) != 1
+        || EVP_EncryptUpdate(cx, NULL, &n, peerid->data, (int) peerid->len)
+           != 1
+        || EVP_EncryptUpdate(cx, p + NGX_HTTP_ACTINGWEB_GCM_NONCE, &n,
+                             secret->data, (int) secret->len)
+           != 1
+        || EVP_EncryptFinal_ex(cx, p + NGX_HTTP_ACTINGWEB_GCM_NONCE + n, &n)
+           != 1
+        || EVP_CIPHER_CTX_ctrl(cx, EVP_CTRL_GCM_GET_TAG,
+                               NGX_HTTP_ACTINGWEB_GCM_TAG,
+                               p + NGX_HTTP_ACTINGWEB_GCM_NONCE + secret->len)
+           != 1)
+    {
+        goto done;
+    }
+
+    src.data = raw;
+    src.len = 1 + NGX_HTTP_ACTINGWEB_GCM_NONCE + secret->len
+              + NGX_HTTP_ACTINGWEB_GCM_TAG;
+
+    enc.data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(src.len));
+    if (enc.data == NULL) {
+        goto done;
+    }
+
+    ngx_encode_base64(&enc, &src);
+
+    rc = ngx_http_actingweb_json_add_str(r, rec, "secret_enc", &enc);
+
+done:
+
+    EVP_CIPHER_CTX_free(cx);
+
+    return rc;
+}
+
+
+/*
+ * A stored trust record, parsed, with a sealed secret opened into
+ * "secret" (in memory only).  NULL with *err for a record that does not
+ * parse or whose secret does not open (unknown key id, altered).
+ */
+
+cJSON *
+ngx_http_actingweb_trust_record(ngx_http_request_t *r, u_char *data,
+    size_t len, const char **err)
+{
+    int                               n;
+    cJSON                            *rec, *enc, *peerid;
+    u_char                           *out;
+    size_t                            plen;
+    ngx_str_t                         src, raw;
+    ngx_uint_t                        i;
+    EVP_CIPHER_CTX                   *cx;
+    ngx_http_actingweb_secret_key_t  *k;
+    ngx_http_actingweb_main_conf_t   *amcf;
+
+    rec = ngx_http_actingweb_json_parse(r, data, len, err);
+
+    enc = cJSON_GetObjectItemCaseSensitive(rec, "secret_enc");
+    if (!cJSON_IsString(enc)) {
+        return rec;
+    }
+
+    *err = "trust secret cannot be decrypted";
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+    peerid = cJSON_GetObjectItemCaseSensitive(rec, "peerid");
+
+    if (amcf->secret_keys == NULL || !cJSON_IsString(peerid)) {
+        goto failed;
+    }
+
+    src.data = (u_char *) enc->valuestring;
+    src.len = ngx_strlen(src.data);
+
+    raw.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(src.len));
+    if (raw.data == NULL) {
+        return NULL;
+    }
+
+    if (ngx_decode_base64(&raw, &src) != NGX_OK
+        || raw.len < 1 + NGX_HTTP_ACTINGWEB_GCM_NONCE
+                     + NGX_HTTP_ACTINGWEB_GCM_TAG)
+    {
+        goto failed;
+    }
+
+    k = amcf->secret_keys->elts;
+
+    for (i = 0; i < amcf->secret_keys->nelts; i++) {
+        if (k[i].id == raw.data[0]) {
+            break;
+        }
+    }
+
+    if (i == amcf->secret_keys->nelts) {
+        goto failed;
+    }
+
+    plen = raw.len - 1 - NGX_HTTP_ACTINGWEB_GCM_NONCE
+           - NGX_HTTP_ACTINGWEB_GCM_TAG;
+
+    out = ngx_pnalloc(r->pool, plen + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    cx = EVP_CIPHER_CTX_new();
+    if (cx == NULL) {
+        return NULL;
+    }
+
+    if (EVP_DecryptInit_ex(cx, EVP_aes_256_gcm(), NULL, k[i].key,
+                           raw.data + 1)
+        != 1
+        || EVP_DecryptUpdate(cx, NULL, &n, (u_char *) peerid->valuestring,
+                             (int) ngx_strlen(peerid->valuestring))
+           != 1
+        || EVP_DecryptUpdate(cx, out, &n,
+                             raw.data + 1 + NGX_HTTP_ACTINGWEB_GCM_NONCE,
+                             (int) plen)
+           != 1
+        || EVP_CIPHER_CTX_ctrl(cx, EVP_CTRL_GCM_SET_TAG,
+                               NGX_HTTP_ACTINGWEB_GCM_TAG,
+                               raw.data + raw.len
+                               - NGX_HTTP_ACTINGWEB_GCM_TAG)
+           != 1
+        || EVP_DecryptFinal_ex(cx, out + n, &n) != 1)
+    {
+        EVP_CIPHER_CTX_free(cx);
+        goto failed;
+    }
+
+    EVP_CIPHER_CTX_free(cx);
+
+    out[plen] = '\0';
+
+    if (cJSON_AddStringToObject(rec, "secret", (char *) out) == NULL) {
+        return NULL;
+    }
+
+    return rec;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "actingweb: trust secret of \"%s\" cannot be decrypted "
+                  "(unknown key id or altered record)",
+                  cJSON_IsString(peerid) ? peerid->valuestring : "?");
+
+    return NULL;
+}
+
+
+/*
+ * actingweb_secret_key FILE: lines "ID HEX", ID 1..255, HEX 64 hex digits
+ * (32 bytes); the first line encrypts, every line decrypts its own id.
+ * The index key is derived from the last line, the oldest key, so that a
+ * rotation (a new first line) keeps the Bearer lookups working.
+ */
+
+char *
+ngx_http_actingweb_secret_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_actingweb_main_conf_t *amcf = conf;
+
+    u_char                           *p, *end, *eol, *sp;
+    ssize_t                           n;
+    ngx_int_t                         id;
+    ngx_str_t                        *value, name;
+    ngx_file_t                        file;
+    ngx_file_info_t                   fi;
+    unsigned int                      len;
+    ngx_http_actingweb_secret_key_t  *k;
+    u_char                            key[32];
+    u_char                            buf[4096];
+
+    if (amcf->secret_keys != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    n = NGX_ERROR;
+
+    if (ngx_fd_info(file.fd, &fi) != NGX_FILE_ERROR
+        && ngx_file_size(&fi) < (off_t) sizeof(buf))
+    {
+        n = ngx_read_file(&file, buf, sizeof(buf), 0);
+    }
+
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot read \"%V\" (at most 4k)", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->secret_keys = ngx_array_create(cf->pool, 2,
+                                  sizeof(ngx_http_actingweb_secret_key_t));
+    if (amcf->secret_keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    k = NULL;
+
+    for (p = buf, end = buf + n; p < end; p = eol + 1) {
+        eol = ngx_strlchr(p, end, '\n');
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        while (eol > p && (eol[-1] == '\r' || eol[-1] == ' ')) {
+            eol--;
+        }
+
+        if (eol == p || *p == '#') {
+            eol = ngx_strlchr(p, end, '\n');
+            if (eol == NULL) {
+                break;
+            }
+            continue;
+        }
+
+        sp = ngx_strlchr(p, eol, ' ');
+        id = sp ? ngx_atoi(p, sp - p) : NGX_ERROR;
+
+        if (id < 1 || id > 255 || eol - sp - 1 != 64
+            || ngx_http_actingweb_unhex(sp + 1, 32, key) != NGX_OK)
+        {
+            ngx_explicit_memzero(buf, sizeof(buf));
+            ngx_explicit_memzero(key, sizeof(key));
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": each line must be \"ID HEX\" with "
+                               "ID 1..255 and 64 hex digits", &name);
+            return NGX_CONF_ERROR;
+        }
+
+        k = ngx_array_push(amcf->secret_keys);
+        if (k == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        k->id = id;
+        ngx_memcpy(k->key, key, 32);
+
+        eol = ngx_strlchr(p, end, '\n');
+        if (eol == NULL) {
+            break;
+        }
+    }
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+    ngx_explicit_memzero(key, sizeof(key));
+
+    if (k == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" has no key",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (HMAC(EVP_sha256(), k->key, 32,
+             (u_char *) "actingweb trust index", 21, amcf->index_key, &len)
+        == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* n bytes from 2n hex digits */
+
+static ngx_int_t
+ngx_http_actingweb_unhex(u_char *src, size_t n, u_char *dst)
+{
+    ngx_int_t  v;
+
+    while (n--) {
+        v = ngx_hextoi(src, 2);
+        if (v == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *dst++ = (u_char) v;
+        src += 2;
+    }
 
     return NGX_OK;
 }
@@ -2003,8 +2396,8 @@ ngx_http_actingweb_trust_parse(ngx_http_request_t *r, redisReply *reply,
         return NGX_ERROR;
     }
 
-    *rec = ngx_http_actingweb_json_parse(r, (u_char *) reply->str,
-                                         reply->len, &err);
+    *rec = ngx_http_actingweb_trust_record(r, (u_char *) reply->str,
+                                           reply->len, &err);
 
     if (!cJSON_IsObject(*rec)) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -1,5 +1,6 @@
-# actingweb_status: per-worker counters as JSON and as Prometheus text,
-# with the module version; the version in the workers' start-up notice.
+# actingweb_status: the server's counters (shared memory) as JSON and as
+# Prometheus text, with the module version; the version in the workers'
+# start-up notice.
 
 use strict;
 use warnings;
@@ -36,24 +37,59 @@ __DATA__
 --- response_body_json eval
 ['{"id": "{{ANY}}", "creator": "s", "passphrase": "pw"}',
  '{"error": {"code": 404, "message": "actor not found"}}',
- '{"version": "' . $main::VERSION . '", "pid": "{{ANY}}",
-   "redis_up": true, "requests": 2, "errors_4xx": 1,
-   "errors_5xx": 0, "redis_commands": 2, "redis_timeouts": 0,
+ '{"version": "' . $main::VERSION . '", "redis_up": true, "requests": 2, "errors_4xx": 1,
+   "errors_5xx": 0,
+   "endpoints": {"factory": {"2xx": 1}, "meta": {"4xx": 1}},
+   "redis_commands": 2, "redis_timeouts": 0,
    "redis_unavailable": 0, "redis_connects": 1, "redis_disconnects": 0,
-   "auth_cache_hits": 0, "auth_kdf_runs": 0, "callbacks_sent": 0,
-   "callbacks_failed": 0, "callbacks_retried": 0, "callbacks_downgraded": 0,
-   "callbacks_circuit_open": 0, "callbacks_pending": 0,
-   "callbacks_redis_commands": "{{ANY}}"}']
+   "auth_cache_hits": 0, "auth_kdf_runs": 0,
+   "peer_calls_ok": 0, "peer_calls_timeout": 0, "peer_calls_failed": 0,
+   "peer_calls_refused": 0, "callbacks_sent": 0, "callbacks_failed": 0,
+   "callbacks_retried": 0, "callbacks_dropped": 0,
+   "callbacks_downgraded": 0, "callbacks_redis_commands": "{{ANY}}",
+   "circuit_opened": 0,
+   "circuits_open": 0, "circuits_half_open": 0, "outbox_depth": 0}']
 
 
 
-=== TEST 2: Prometheus text
---- request
-GET /status?format=prometheus
---- response_headers
-Content-Type: text/plain; version=0.0.4
+=== TEST 2: Prometheus text: HELP, TYPE, _total, histograms in seconds
+--- request eval
+["GET /aw/0123456789abcdef0123456789abcdef/meta",
+ "GET /status?format=prometheus"]
+--- error_code eval
+[404, 200]
+--- response_headers eval
+["Content-Type: application/json",
+ "Content-Type: text/plain; version=0.0.4"]
 --- response_body_like eval
-qr/^# HELP actingweb_requests_total actor requests handled\n# TYPE actingweb_requests_total counter\nactingweb_requests_total\{pid="\d+"\} \d+\n.*actingweb_redis_up\{pid="\d+"\} 1\n# HELP actingweb_info module version\n# TYPE actingweb_info gauge\nactingweb_info\{pid="\d+",version="\Q$main::VERSION\E"\} 1\n\z/s
+[qr/actor not found/,
+ qr/\A# HELP actingweb_requests_total actor requests answered, by endpoint and status class
+# TYPE actingweb_requests_total counter
+actingweb_requests_total\{endpoint="meta",code="4xx"\} 1
+# HELP actingweb_redis_commands_total Redis commands sent
+# TYPE actingweb_redis_commands_total counter
+actingweb_redis_commands_total 1
+.*
+# HELP actingweb_peer_calls_total peer calls by outcome
+# TYPE actingweb_peer_calls_total counter
+actingweb_peer_calls_total\{outcome="ok"\} 0
+actingweb_peer_calls_total\{outcome="timeout"\} 0
+.*
+# HELP actingweb_outbox_depth callbacks waiting for delivery
+# TYPE actingweb_outbox_depth gauge
+actingweb_outbox_depth 0
+# HELP actingweb_redis_latency_seconds Redis command round trip
+# TYPE actingweb_redis_latency_seconds histogram
+actingweb_redis_latency_seconds_bucket\{le="0.001"\} \d
+.*
+actingweb_redis_latency_seconds_bucket\{le="\+Inf"\} 1
+actingweb_redis_latency_seconds_sum \d+\.\d{3}
+actingweb_redis_latency_seconds_count 1
+.*
+actingweb_redis_up 1
+# HELP actingweb_info module version
+# TYPE actingweb_info gauge
+actingweb_info\{version="\Q$main::VERSION\E"\} 1\n\z/s]
 
 
 
