@@ -499,7 +499,9 @@ ngx_http_actingweb_cluster_later(ngx_http_actingweb_cluster_t *cl,
     }
 
     if (cl->refresh.timer_set) {
-        if (cl->refresh.timer.key <= ngx_current_msec + delay) {
+        if ((ngx_msec_int_t) (cl->refresh.timer.key - ngx_current_msec)
+            <= (ngx_msec_int_t) delay)
+        {
             return;
         }
 

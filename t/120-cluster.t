@@ -517,3 +517,50 @@ Authorization: {{basic:{{s1c}}:pw}}
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 13: actingweb_redis_cluster and actingweb_redis exclude each other
+--- http_config
+    actingweb_redis_cluster 127.0.0.1:$TEST_NGINX_C1;
+    actingweb_redis 127.0.0.1:6379;
+--- config
+    location /x/ { actingweb; }
+--- must_die
+--- error_log
+"actingweb_redis" directive is duplicate: actingweb_redis_cluster is set
+
+
+
+=== TEST 14: ... in either order
+--- http_config
+    actingweb_redis 127.0.0.1:6379;
+    actingweb_redis_cluster 127.0.0.1:$TEST_NGINX_C1;
+--- config
+    location /x/ { actingweb; }
+--- must_die
+--- error_log
+"actingweb_redis_cluster" directive is duplicate: actingweb_redis is set
+
+
+
+=== TEST 15: a cluster has database 0 only
+--- http_config
+    actingweb_redis_cluster 127.0.0.1:$TEST_NGINX_C1;
+    actingweb_redis_db 1;
+--- config
+    location /x/ { actingweb; }
+--- must_die
+--- error_log
+actingweb_redis_db: Redis Cluster has only database 0
+
+
+
+=== TEST 16: a seed that is not an address
+--- http_config
+    actingweb_redis_cluster 127.0.0.1:$TEST_NGINX_C1 127.0.0.1:99999;
+--- config
+    location /x/ { actingweb; }
+--- must_die
+--- error_log
+actingweb_redis "127.0.0.1:99999": invalid port
