@@ -34,6 +34,7 @@
 typedef struct {
     ngx_queue_t                          queue;
     ngx_str_t                            host;       /* NUL-terminated */
+    ngx_str_t                            addr;       /* host:port */
     ngx_int_t                            port;
     ngx_http_actingweb_redis_t          *redis;
 } ngx_http_actingweb_cluster_node_t;
@@ -326,7 +327,7 @@ ngx_http_actingweb_cluster_redirect(ngx_http_actingweb_cluster_t *cl,
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
                    "actingweb redis cluster: %s to %V",
-                   *ask ? "asked" : "moved", &node->host);
+                   *ask ? "asked" : "moved", &node->addr);
 
     if (!*ask) {
         cl->slots[slot] = node->redis;
@@ -354,7 +355,6 @@ ngx_http_actingweb_cluster_node(ngx_http_actingweb_cluster_t *cl,
     u_char *host, size_t len, ngx_int_t port)
 {
     u_char                              *p;
-    ngx_str_t                            addr;
     ngx_queue_t                         *q;
     ngx_http_actingweb_cluster_node_t   *node;
     u_char                               buf[sizeof(struct in6_addr)];
@@ -405,14 +405,14 @@ ngx_http_actingweb_cluster_node(ngx_http_actingweb_cluster_t *cl,
         return NULL;
     }
 
-    addr.data = p;
-    addr.len = (ngx_strlchr(host, host + len, ':')
-                ? ngx_sprintf(p, "[%V]:%i", &node->host, port)
-                : ngx_sprintf(p, "%V:%i", &node->host, port))
-               - p;
+    node->addr.data = p;
+    node->addr.len = (ngx_strlchr(host, host + len, ':')
+                      ? ngx_sprintf(p, "[%V]:%i", &node->host, port)
+                      : ngx_sprintf(p, "%V:%i", &node->host, port))
+                     - p;
 
     node->port = port;
-    node->redis = ngx_http_actingweb_redis_node(cl->amcf, &addr,
+    node->redis = ngx_http_actingweb_redis_node(cl->amcf, &node->addr,
                                                 &node->host, port, cl);
     if (node->redis == NULL) {
         return NULL;
@@ -588,7 +588,7 @@ ngx_http_actingweb_cluster_slots(redisAsyncContext *ac, void *rep,
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                           "actingweb: redis cluster \"%V\" CLUSTER SLOTS "
-                          "failed: %*s", &cl->asked->host, reply->len,
+                          "failed: %*s", &cl->asked->addr, reply->len,
                           reply->str);
         }
 
@@ -604,7 +604,7 @@ ngx_http_actingweb_cluster_slots(redisAsyncContext *ac, void *rep,
         {
             ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                           "actingweb: redis cluster \"%V\": unexpected "
-                          "CLUSTER SLOTS reply", &cl->asked->host);
+                          "CLUSTER SLOTS reply", &cl->asked->addr);
             ngx_http_actingweb_cluster_later(cl,
                                              NGX_HTTP_ACTINGWEB_CLUSTER_POLL);
             return;
@@ -618,7 +618,7 @@ ngx_http_actingweb_cluster_slots(redisAsyncContext *ac, void *rep,
     if (!cl->loaded) {
         ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
                       "actingweb: redis cluster slot map read from \"%V\", "
-                      "%ui ranges", &cl->asked->host, reply->elements);
+                      "%ui ranges", &cl->asked->addr, reply->elements);
     }
 
     cl->loaded = 1;
