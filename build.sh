@@ -22,6 +22,9 @@
 #                                    of the installed nginx (nginx-dev)
 #   NGINX_CONFIGURE_ARGS="..."       extra configure arguments with NGINX_SRC
 #   ACTINGWEB_REDIS=host:port        `run`: use this Redis, start none
+#   ACTINGWEB_REDIS_CLUSTER="h:p h:p" `run`: use this Redis Cluster (seed
+#                                    nodes), start none; t/120-cluster.t
+#                                    starts its own cluster regardless
 #   PORT=8080                        `run`: listen port
 #   TEST_NGINX_BINARY=/usr/sbin/nginx, TEST_NGINX_EVENT_TYPE=poll,
 #   TEST_NGINX_USE_VALGRIND=1        nginx under memcheck: an error or a
@@ -190,8 +193,12 @@ cmd_run() {
     chmod 0755 "$run" "$run/tmp"
     bin=$(nginx_bin)
 
-    local redis_pid="" nginx_pid=""
-    if [ -n "${ACTINGWEB_REDIS:-}" ]; then
+    local redis_pid="" nginx_pid="" directive=actingweb_redis
+    if [ -n "${ACTINGWEB_REDIS_CLUSTER:-}" ]; then
+        redis=$ACTINGWEB_REDIS_CLUSTER
+        directive=actingweb_redis_cluster
+        say "Redis Cluster, seeds: $redis"
+    elif [ -n "${ACTINGWEB_REDIS:-}" ]; then
         redis=$ACTINGWEB_REDIS
     else
         local rport=${REDIS_PORT:-6390}
@@ -203,7 +210,7 @@ cmd_run() {
 
     # the example config, with this checkout's paths and ports
     sed -e "s#/usr/lib/nginx/modules/ngx_http_actingweb_module.so#$MODULE#" \
-        -e "s#127.0.0.1:6379#$redis#" \
+        -e "s#actingweb_redis 127.0.0.1:6379#$directive $redis#" \
         -e "s#127.0.0.1:8080#127.0.0.1:$port#" \
         -e "s#localhost:8080#localhost:$port#" \
         "$ROOT/docs/example.conf" > "$run/nginx.conf"

@@ -27,6 +27,8 @@ static char *ngx_http_actingweb(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_actingweb_redis_addr(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_actingweb_redis_cluster(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_actingweb_base_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_actingweb_acl(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -45,6 +47,8 @@ static char *ngx_http_actingweb_check_uri(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_actingweb_parse_redis(ngx_conf_t *cf,
     ngx_http_actingweb_main_conf_t *amcf, ngx_str_t *value);
+static char *ngx_http_actingweb_resolve_redis(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_str_t *host, ngx_int_t *port);
 static ngx_int_t ngx_http_actingweb_is_token(ngx_str_t *s);
 
 
@@ -123,6 +127,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
     { ngx_string("actingweb_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_actingweb_redis_addr,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("actingweb_redis_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_actingweb_redis_cluster,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -457,6 +468,15 @@ ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf)
         }
     }
 
+    if (amcf->redis_seeds && amcf->redis_db != NGX_CONF_UNSET
+        && amcf->redis_db != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "actingweb_redis_db: Redis Cluster has only "
+                           "database 0");
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_init_value(amcf->redis_db, 0);
     ngx_conf_init_msec_value(amcf->redis_timeout, 1000);
 
@@ -642,7 +662,9 @@ ngx_http_actingweb_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t  *value;
 
     if (amcf->redis_addr.len) {
-        return "is duplicate";
+        return amcf->redis_seeds ? "is duplicate: actingweb_redis_cluster "
+                                   "is set"
+                                 : "is duplicate";
     }
 
     value = cf->args->elts;
@@ -651,13 +673,61 @@ ngx_http_actingweb_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* seed nodes: the slot map is read from whichever answers first */
+
+static char *
+ngx_http_actingweb_redis_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_actingweb_main_conf_t *amcf = conf;
+
+    ngx_str_t                        *value;
+    ngx_uint_t                        i;
+    ngx_http_actingweb_redis_seed_t  *seed;
+
+    if (amcf->redis_addr.len) {
+        return amcf->redis_seeds ? "is duplicate"
+                                 : "is duplicate: actingweb_redis is set";
+    }
+
+    value = cf->args->elts;
+
+    amcf->redis_seeds = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                  sizeof(ngx_http_actingweb_redis_seed_t));
+    if (amcf->redis_seeds == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        seed = ngx_array_push(amcf->redis_seeds);
+        if (seed == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        seed->addr = value[i];
+
+        if (ngx_http_actingweb_resolve_redis(cf, &value[i], &seed->host,
+                                             &seed->port)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* for messages that name "the" Redis */
+
+    amcf->redis_addr = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_actingweb_parse_redis(ngx_conf_t *cf,
     ngx_http_actingweb_main_conf_t *amcf, ngx_str_t *value)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_url_t   u;
+    u_char  *p;
+    size_t   len;
 
     amcf->redis_addr = *value;
 
@@ -683,6 +753,21 @@ ngx_http_actingweb_parse_redis(ngx_conf_t *cf,
 
         return NGX_CONF_OK;
     }
+
+    return ngx_http_actingweb_resolve_redis(cf, value, &amcf->redis_host,
+                                            &amcf->redis_port);
+}
+
+
+/* host:port to an IP literal and a port, once, in the master */
+
+static char *
+ngx_http_actingweb_resolve_redis(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *host, ngx_int_t *port)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_url_t   u;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
@@ -722,9 +807,9 @@ ngx_http_actingweb_parse_redis(ngx_conf_t *cf,
         len -= 2;
     }
 
-    amcf->redis_host.data = p;
-    amcf->redis_host.len = len;
-    amcf->redis_port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    host->data = p;
+    host->len = len;
+    *port = ngx_inet_get_port(u.addrs[0].sockaddr);
 
     return NGX_CONF_OK;
 }

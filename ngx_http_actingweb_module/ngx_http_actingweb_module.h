@@ -31,6 +31,7 @@
 
 
 typedef struct ngx_http_actingweb_redis_s  ngx_http_actingweb_redis_t;
+typedef struct ngx_http_actingweb_cluster_s  ngx_http_actingweb_cluster_t;
 typedef struct ngx_http_actingweb_curl_s   ngx_http_actingweb_curl_t;
 typedef struct ngx_http_actingweb_ctx_s    ngx_http_actingweb_ctx_t;
 typedef struct ngx_http_actingweb_peer_call_s  ngx_http_actingweb_peer_call_t;
@@ -100,6 +101,14 @@ typedef struct {
 } ngx_http_actingweb_secret_key_t;
 
 
+/* a Redis Cluster seed node, resolved at configuration time */
+typedef struct {
+    ngx_str_t                       addr;            /* as configured */
+    ngx_str_t                       host;            /* NUL-terminated IP */
+    ngx_int_t                       port;
+} ngx_http_actingweb_redis_seed_t;
+
+
 typedef struct {
     ngx_str_t                       redis_addr;
     ngx_str_t                       redis_host;      /* NUL-terminated IP */
@@ -109,6 +118,7 @@ typedef struct {
     ngx_int_t                       redis_db;
     ngx_str_t                       redis_prefix;
     ngx_msec_t                      redis_timeout;
+    ngx_array_t                    *redis_seeds;     /* cluster, of seed */
 
     ngx_msec_t                      callback_timeout;
     ngx_uint_t                      callback_concurrency;
@@ -123,7 +133,8 @@ typedef struct {
     ngx_flag_t                      no_threads;      /* poll, select */
 
     /* per worker, set up in init_process */
-    ngx_http_actingweb_redis_t     *redis;
+    ngx_http_actingweb_redis_t     *redis;           /* single Redis */
+    ngx_http_actingweb_cluster_t   *cluster;         /* or a cluster */
     ngx_http_actingweb_curl_t      *curl;
     void                           *outbox;          /* outbox.c */
     u_char                         *auth_cache;

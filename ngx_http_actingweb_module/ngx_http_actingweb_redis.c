@@ -20,6 +20,11 @@
  * failing SELECT would run in the wrong database.  Ops that arrive while
  * connecting are held here and sent when PING answers; a set-up failure
  * answers them 503 with its cause.
+ *
+ * With Redis Cluster (ngx_http_actingweb_cluster.c) there is one such
+ * connection per node: an op goes to the node that serves its key's slot
+ * and follows MOVED, ASK and TRYAGAIN replies there, a bounded number of
+ * times, before its handler sees any answer.
  */
 
 
@@ -35,6 +40,9 @@
 
 #define NGX_HTTP_ACTINGWEB_REDIS_CAUSE             160
 
+#define NGX_HTTP_ACTINGWEB_REDIS_REDIRECTS         8
+#define NGX_HTTP_ACTINGWEB_REDIS_TRYAGAIN          25     /* ms, times n */
+
 
 struct ngx_http_actingweb_redis_s {
     redisAsyncContext                   *ac;
@@ -49,6 +57,11 @@ struct ngx_http_actingweb_redis_s {
     ngx_log_t                           *log;
     const char                          *reset_why;
     ngx_http_actingweb_main_conf_t      *amcf;
+    ngx_str_t                            addr;       /* for messages */
+    ngx_str_t                            host;       /* NUL-terminated */
+    ngx_str_t                            path;       /* unix socket */
+    ngx_int_t                            port;
+    ngx_http_actingweb_cluster_t        *cluster;    /* NULL: single */
     u_char                               cause[NGX_HTTP_ACTINGWEB_REDIS_CAUSE];
     unsigned                             exiting:1;
     unsigned                             down_logged:1;
@@ -64,10 +77,14 @@ typedef struct {
     ngx_int_t                            script;     /* -1: command */
     ngx_event_t                          timer;
     ngx_msec_t                           start;      /* for the latency */
+    ngx_event_t                          retry;      /* after TRYAGAIN */
     ngx_queue_t                          queue;      /* in rd->held */
+    ngx_uint_t                           redirects;
     unsigned                             held:1;     /* not sent yet */
     unsigned                             done:1;     /* handler ran */
     unsigned                             retried:1;  /* after NOSCRIPT */
+    unsigned                             asking:1;   /* ASK: ASKING first */
+    unsigned                             waiting:1;  /* retry timer set */
 } ngx_http_actingweb_redis_op_t;
 
 
@@ -102,8 +119,14 @@ static void ngx_http_actingweb_redis_cleanup(void *privdata);
 static ngx_int_t ngx_http_actingweb_redis_submit(ngx_http_request_t *r,
     ngx_int_t script, ngx_http_actingweb_redis_args_t *a,
     ngx_http_actingweb_redis_handler_pt handler);
+static ngx_int_t ngx_http_actingweb_redis_dispatch(
+    ngx_http_actingweb_redis_op_t *op);
 static ngx_int_t ngx_http_actingweb_redis_send(
     ngx_http_actingweb_redis_op_t *op);
+static ngx_int_t ngx_http_actingweb_redis_forward(
+    ngx_http_actingweb_redis_op_t *op, ngx_http_actingweb_redis_t *to,
+    ngx_uint_t ask, ngx_uint_t later);
+static void ngx_http_actingweb_redis_op_retry(ngx_event_t *ev);
 static void ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
     void *privdata);
 static void ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev);
@@ -120,60 +143,107 @@ ngx_http_actingweb_redis_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    rd = ngx_pcalloc(cycle->pool, sizeof(ngx_http_actingweb_redis_t));
+    if (amcf->redis_seeds) {
+        return ngx_http_actingweb_cluster_init(cycle, amcf);
+    }
+
+    rd = ngx_http_actingweb_redis_node(amcf, &amcf->redis_addr,
+                                       &amcf->redis_host, amcf->redis_port,
+                                       NULL);
     if (rd == NULL) {
         return NGX_ERROR;
     }
 
-    rd->log = cycle->log;
+    rd->path = amcf->redis_unix;
+
+    amcf->redis = rd;
+
+    ngx_http_actingweb_redis_start(rd);
+
+    return NGX_OK;
+}
+
+
+/* one connection's state, in the cycle pool; ngx_cycle is this worker's */
+
+ngx_http_actingweb_redis_t *
+ngx_http_actingweb_redis_node(ngx_http_actingweb_main_conf_t *amcf,
+    ngx_str_t *addr, ngx_str_t *host, ngx_int_t port,
+    ngx_http_actingweb_cluster_t *cluster)
+{
+    ngx_http_actingweb_redis_t  *rd;
+
+    rd = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_actingweb_redis_t));
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    rd->log = ngx_cycle->log;
     rd->amcf = amcf;
+    rd->addr = *addr;
+    rd->host = *host;
+    rd->port = port;
+    rd->cluster = cluster;
     rd->backoff = NGX_HTTP_ACTINGWEB_REDIS_BACKOFF_MIN;
     rd->dummy.fd = (ngx_socket_t) -1;
 
     rd->reconnect.handler = ngx_http_actingweb_redis_reconnect_handler;
     rd->reconnect.data = &rd->dummy;
-    rd->reconnect.log = cycle->log;
+    rd->reconnect.log = rd->log;
     rd->reconnect.cancelable = 1;
 
     rd->connect_timer.handler = ngx_http_actingweb_redis_connect_timeout;
     rd->connect_timer.data = &rd->dummy;
-    rd->connect_timer.log = cycle->log;
+    rd->connect_timer.log = rd->log;
     rd->connect_timer.cancelable = 1;
 
     rd->reset.handler = ngx_http_actingweb_redis_reset_handler;
     rd->reset.data = &rd->dummy;
-    rd->reset.log = cycle->log;
+    rd->reset.log = rd->log;
 
     ngx_queue_init(&rd->held);
 
-    amcf->redis = rd;
+    return rd;
+}
 
+
+void
+ngx_http_actingweb_redis_start(ngx_http_actingweb_redis_t *rd)
+{
     /*
-     * The cached time is the master's, from before this worker started:
-     * a slow start (valgrind, a large configuration) would otherwise see
-     * the connect timer expire on the first pass through the event loop.
+     * The cached time may be the master's, from before this worker
+     * started: a slow start (valgrind, a large configuration) would
+     * otherwise see the connect timer expire on the first pass through
+     * the event loop.
      */
 
     ngx_time_update();
 
     ngx_http_actingweb_redis_connect(rd);
-
-    return NGX_OK;
 }
 
 
 void
 ngx_http_actingweb_redis_exit(ngx_http_actingweb_main_conf_t *amcf)
 {
-    ngx_queue_t                    *q;
-    redisAsyncContext              *ac;
-    ngx_http_actingweb_redis_t     *rd;
-    ngx_http_actingweb_redis_op_t  *op;
-
-    rd = amcf->redis;
-    if (rd == NULL) {
+    if (amcf->cluster) {
+        ngx_http_actingweb_cluster_exit(amcf);
         return;
     }
+
+    if (amcf->redis) {
+        ngx_http_actingweb_redis_close(amcf->redis);
+        amcf->redis = NULL;
+    }
+}
+
+
+void
+ngx_http_actingweb_redis_close(ngx_http_actingweb_redis_t *rd)
+{
+    ngx_queue_t                    *q;
+    redisAsyncContext              *ac;
+    ngx_http_actingweb_redis_op_t  *op;
 
     rd->exiting = 1;
 
@@ -210,14 +280,44 @@ ngx_http_actingweb_redis_exit(ngx_http_actingweb_main_conf_t *amcf)
         rd->ac = NULL;
         redisAsyncFree(ac);
     }
+}
 
-    amcf->redis = NULL;
+
+ngx_int_t
+ngx_http_actingweb_redis_ready(ngx_http_actingweb_redis_t *rd)
+{
+    return rd->state == NGX_HTTP_ACTINGWEB_REDIS_READY;
+}
+
+
+/* a command of the module's own on a ready connection (cluster.c) */
+
+ngx_int_t
+ngx_http_actingweb_redis_raw(ngx_http_actingweb_redis_t *rd,
+    redisCallbackFn *fn, void *data, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    if (rd->ac == NULL || rd->state != NGX_HTTP_ACTINGWEB_REDIS_READY) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncCommandArgv(rd->ac, fn, data, argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
 ngx_int_t
 ngx_http_actingweb_redis_connected(ngx_http_actingweb_main_conf_t *amcf)
 {
+    if (amcf->cluster) {
+        return ngx_http_actingweb_cluster_connected(amcf->cluster);
+    }
+
     return amcf->redis
            && amcf->redis->state == NGX_HTTP_ACTINGWEB_REDIS_READY;
 }
@@ -240,12 +340,11 @@ ngx_http_actingweb_redis_connect(ngx_http_actingweb_redis_t *rd)
     /* a new attempt: its own failure, if any, will be the cause */
     rd->cause[0] = '\0';
 
-    if (amcf->redis_unix.len) {
-        ac = redisAsyncConnectUnix((char *) amcf->redis_unix.data);
+    if (rd->path.len) {
+        ac = redisAsyncConnectUnix((char *) rd->path.data);
 
     } else {
-        ac = redisAsyncConnect((char *) amcf->redis_host.data,
-                               (int) amcf->redis_port);
+        ac = redisAsyncConnect((char *) rd->host.data, (int) rd->port);
     }
 
     if (ac == NULL) {
@@ -258,7 +357,7 @@ ngx_http_actingweb_redis_connect(ngx_http_actingweb_redis_t *rd)
     if (ac->err) {
         ngx_log_error(ngx_http_actingweb_redis_level(rd), rd->log,
                       0, "actingweb: redis connect to \"%V\" failed: %s",
-                      &amcf->redis_addr, ac->errstr);
+                      &rd->addr, ac->errstr);
         rd->down_logged = 1;
         redisAsyncFree(ac);
         ngx_http_actingweb_redis_schedule(rd);
@@ -366,6 +465,10 @@ ngx_http_actingweb_redis_schedule(ngx_http_actingweb_redis_t *rd)
         return;
     }
 
+    if (rd->cluster) {
+        ngx_http_actingweb_cluster_down(rd->cluster);
+    }
+
     if (rd->reconnect.timer_set) {
         return;
     }
@@ -450,7 +553,7 @@ ngx_http_actingweb_redis_do_reset(ngx_http_actingweb_redis_t *rd,
 
     ngx_log_error(ngx_http_actingweb_redis_level(rd), rd->log, 0,
                   "actingweb: redis \"%V\" %s, reconnecting",
-                  &rd->amcf->redis_addr, why);
+                  &rd->addr, why);
     rd->down_logged = 1;
 
     rd->state = NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE;
@@ -485,7 +588,7 @@ ngx_http_actingweb_redis_connected_cb(const redisAsyncContext *ac,
 
     ngx_log_error(ngx_http_actingweb_redis_level(rd), rd->log, 0,
                   "actingweb: redis connect to \"%V\" failed: %s",
-                  &rd->amcf->redis_addr, ac->errstr);
+                  &rd->addr, ac->errstr);
     rd->down_logged = 1;
 
     if (rd->connect_timer.timer_set) {
@@ -517,7 +620,7 @@ ngx_http_actingweb_redis_disconnected_cb(const redisAsyncContext *ac,
     if (!rd->exiting) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "actingweb: redis \"%V\" connection lost: %s",
-                      &rd->amcf->redis_addr,
+                      &rd->addr,
                       ac->errstr[0] ? ac->errstr : "closed by server");
         rd->down_logged = 1;
     }
@@ -561,7 +664,7 @@ ngx_http_actingweb_redis_setup_reply(redisAsyncContext *ac, void *rep,
         *p = '\0';
 
         ngx_log_error(ngx_http_actingweb_redis_level(rd), rd->log, 0,
-                      "actingweb: redis \"%V\" %s", &rd->amcf->redis_addr,
+                      "actingweb: redis \"%V\" %s", &rd->addr,
                       rd->cause + sizeof("Redis ") - 1);
         rd->down_logged = 1;
 
@@ -594,7 +697,7 @@ ngx_http_actingweb_redis_setup_reply(redisAsyncContext *ac, void *rep,
     if (rd->down_logged) {
         ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                       "actingweb: redis \"%V\" connected",
-                      &rd->amcf->redis_addr);
+                      &rd->addr);
     }
 
     rd->state = NGX_HTTP_ACTINGWEB_REDIS_READY;
@@ -602,6 +705,10 @@ ngx_http_actingweb_redis_setup_reply(redisAsyncContext *ac, void *rep,
     rd->down_logged = 0;
 
     ngx_http_actingweb_redis_flush_held(rd);
+
+    if (rd->cluster) {
+        ngx_http_actingweb_cluster_up(rd->cluster);
+    }
 }
 
 
@@ -955,7 +1062,10 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     ngx_http_actingweb_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
-    rd = amcf->redis;
+
+    rd = amcf->cluster ? ngx_http_actingweb_cluster_route(amcf->cluster, a,
+                                                          script)
+                       : amcf->redis;
 
     if (rd == NULL || rd->ac == NULL
         || rd->state == NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE)
@@ -988,11 +1098,11 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
     op->timer.data = r->connection;
     op->timer.log = r->connection->log;
 
-    if (rd->state == NGX_HTTP_ACTINGWEB_REDIS_CONNECTING) {
-        ngx_queue_insert_tail(&rd->held, &op->queue);
-        op->held = 1;
+    op->retry.handler = ngx_http_actingweb_redis_op_retry;
+    op->retry.data = r->connection;
+    op->retry.log = r->connection->log;
 
-    } else if (ngx_http_actingweb_redis_send(op) != NGX_OK) {
+    if (ngx_http_actingweb_redis_dispatch(op) != NGX_OK) {
         ngx_free(op);
         ngx_http_actingweb_metric_inc(amcf,
                                       NGX_HTTP_ACTINGWEB_M_REDIS_UNAVAILABLE);
@@ -1019,12 +1129,47 @@ ngx_http_actingweb_redis_submit(ngx_http_request_t *r, ngx_int_t script,
 }
 
 
+/* sends the op on its node now, or holds it while the node connects */
+
+static ngx_int_t
+ngx_http_actingweb_redis_dispatch(ngx_http_actingweb_redis_op_t *op)
+{
+    ngx_http_actingweb_redis_t  *rd;
+
+    rd = op->redis;
+
+    if (rd->ac == NULL || rd->state == NGX_HTTP_ACTINGWEB_REDIS_DOWN_STATE) {
+        return NGX_DECLINED;
+    }
+
+    if (rd->state == NGX_HTTP_ACTINGWEB_REDIS_CONNECTING) {
+        ngx_queue_insert_tail(&rd->held, &op->queue);
+        op->held = 1;
+        return NGX_OK;
+    }
+
+    return ngx_http_actingweb_redis_send(op);
+}
+
+
 static ngx_int_t
 ngx_http_actingweb_redis_send(ngx_http_actingweb_redis_op_t *op)
 {
-    size_t       *argvlen;
-    ngx_uint_t    skip;
-    const char  **argv;
+    size_t        *argvlen;
+    ngx_uint_t     skip;
+    const char   **argv;
+    static size_t  asking_len = 6;
+    static char   *asking = "ASKING";
+
+    /* after ASK: the target serves the one next command of a migration */
+
+    if (op->asking
+        && redisAsyncCommandArgv(op->redis->ac, NULL, NULL, 1,
+                                 (const char **) &asking, &asking_len)
+           != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
 
     argv = op->args->argv.elts;
     argvlen = op->args->argvlen.elts;
@@ -1050,6 +1195,9 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
     ngx_connection_t                   *c;
     ngx_http_request_t                 *r;
     ngx_http_actingweb_redis_t         *rd;
+    ngx_int_t                           rc;
+    ngx_uint_t                          ask;
+    ngx_http_actingweb_redis_t         *to;
     ngx_http_actingweb_redis_op_t      *op = privdata;
     ngx_http_actingweb_redis_status_e   status;
 
@@ -1068,6 +1216,27 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
 
         ngx_free(op);
         return;
+    }
+
+    /* Redis Cluster: the key is served elsewhere, or not right now */
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && rd->cluster) {
+        rc = ngx_http_actingweb_cluster_redirect(rd->cluster, reply, &to,
+                                                 &ask);
+
+        if (rc == NGX_OK || rc == NGX_AGAIN) {
+            if (ngx_http_actingweb_redis_forward(op, rc == NGX_OK ? to : rd,
+                                                 ask, rc == NGX_AGAIN)
+                == NGX_OK)
+            {
+                return;
+            }
+
+            reply = NULL;
+
+        } else if (rc == NGX_BUSY) {
+            reply = NULL;                /* failing over: 503, not 500 */
+        }
     }
 
     /* the script cache was flushed (or Redis failed over): send source */
@@ -1132,6 +1301,49 @@ ngx_http_actingweb_redis_reply(redisAsyncContext *ac, void *rep,
 }
 
 
+/* a redirect: the chain is bounded, the op timer bounds it in time too */
+
+static ngx_int_t
+ngx_http_actingweb_redis_forward(ngx_http_actingweb_redis_op_t *op,
+    ngx_http_actingweb_redis_t *to, ngx_uint_t ask, ngx_uint_t later)
+{
+    if (++op->redirects > NGX_HTTP_ACTINGWEB_REDIS_REDIRECTS) {
+        ngx_log_error(NGX_LOG_ERR, op->request->connection->log, 0,
+                      "actingweb: redis cluster redirected a command more "
+                      "than %d times", NGX_HTTP_ACTINGWEB_REDIS_REDIRECTS);
+        return NGX_ERROR;
+    }
+
+    op->redis = to;
+    op->asking = ask;
+
+    if (later) {
+        op->waiting = 1;
+        ngx_add_timer(&op->retry,
+                      NGX_HTTP_ACTINGWEB_REDIS_TRYAGAIN * op->redirects);
+        return NGX_OK;
+    }
+
+    return ngx_http_actingweb_redis_dispatch(op);
+}
+
+
+static void
+ngx_http_actingweb_redis_op_retry(ngx_event_t *ev)
+{
+    ngx_http_actingweb_redis_op_t  *op;
+
+    op = (ngx_http_actingweb_redis_op_t *)
+             ((u_char *) ev - offsetof(ngx_http_actingweb_redis_op_t, retry));
+
+    op->waiting = 0;
+
+    if (ngx_http_actingweb_redis_dispatch(op) != NGX_OK) {
+        ngx_http_actingweb_redis_op_fail(op);
+    }
+}
+
+
 static void
 ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
 {
@@ -1159,10 +1371,14 @@ ngx_http_actingweb_redis_op_timeout(ngx_event_t *ev)
     if (ngx_http_actingweb_log_event(NGX_HTTP_ACTINGWEB_EV_REDIS_TIMEOUT)) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "actingweb: redis \"%V\" did not answer in %M ms",
-                      &rd->amcf->redis_addr, rd->amcf->redis_timeout);
+                      &rd->addr, rd->amcf->redis_timeout);
     }
 
-    if (op->held) {
+    if (op->waiting) {
+        ngx_del_timer(&op->retry);
+        ngx_free(op);
+
+    } else if (op->held) {
         /* still ours: the connect timer deals with the connection */
         ngx_queue_remove(&op->queue);
         ngx_free(op);
@@ -1188,6 +1404,12 @@ ngx_http_actingweb_redis_op_cleanup(void *data)
 
     if (op->timer.timer_set) {
         ngx_del_timer(&op->timer);
+    }
+
+    if (op->waiting) {
+        ngx_del_timer(&op->retry);
+        ngx_free(op);
+        return;
     }
 
     if (op->held) {

@@ -114,6 +114,33 @@ ngx_int_t ngx_http_actingweb_reply_str(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_actingweb_scripts_init(ngx_log_t *log);
 
+/* one connection (a node of a cluster), for cluster.c */
+ngx_http_actingweb_redis_t *ngx_http_actingweb_redis_node(
+    ngx_http_actingweb_main_conf_t *amcf, ngx_str_t *addr, ngx_str_t *host,
+    ngx_int_t port, ngx_http_actingweb_cluster_t *cluster);
+void ngx_http_actingweb_redis_start(ngx_http_actingweb_redis_t *rd);
+void ngx_http_actingweb_redis_close(ngx_http_actingweb_redis_t *rd);
+ngx_int_t ngx_http_actingweb_redis_ready(ngx_http_actingweb_redis_t *rd);
+ngx_int_t ngx_http_actingweb_redis_raw(ngx_http_actingweb_redis_t *rd,
+    redisCallbackFn *fn, void *data, int argc, const char **argv,
+    const size_t *argvlen);
+
+/* cluster.c: Redis Cluster, slot map and routing */
+ngx_int_t ngx_http_actingweb_cluster_init(ngx_cycle_t *cycle,
+    ngx_http_actingweb_main_conf_t *amcf);
+void ngx_http_actingweb_cluster_exit(ngx_http_actingweb_main_conf_t *amcf);
+ngx_http_actingweb_redis_t *ngx_http_actingweb_cluster_route(
+    ngx_http_actingweb_cluster_t *cl, ngx_http_actingweb_redis_args_t *a,
+    ngx_int_t script);
+ngx_int_t ngx_http_actingweb_cluster_redirect(
+    ngx_http_actingweb_cluster_t *cl, redisReply *reply,
+    ngx_http_actingweb_redis_t **to, ngx_uint_t *ask);
+void ngx_http_actingweb_cluster_up(ngx_http_actingweb_cluster_t *cl);
+void ngx_http_actingweb_cluster_down(ngx_http_actingweb_cluster_t *cl);
+ngx_int_t ngx_http_actingweb_cluster_connected(
+    ngx_http_actingweb_cluster_t *cl);
+ngx_uint_t ngx_http_actingweb_cluster_slot(u_char *key, size_t len);
+
 /* subscriptions.c: a poll for callback delivery (outbox.c) */
 typedef void (*ngx_http_actingweb_sub_done_pt)(ngx_http_request_t *r,
     ngx_int_t rc, cJSON *rec, cJSON *trust, cJSON *diffs,
