@@ -207,6 +207,26 @@ Authorization: Bearer {{sf}}
 
 
 
+=== TEST 5b: callbacks answered 2xx are cleared (the spec: "it MUST be cleared"); F's failed ones stay (above)
+--- request eval
+["GET /a/{{a}}/subscriptions/{{b}}/{{sub1}}",
+ "GET /a/{{a}}/subscriptions/{{b}}/{{sub1}}/1",
+ "GET /a/{{a}}/subscriptions/{{b}}/{{sub2}}"]
+--- more_headers
+Authorization: Bearer {{s}}
+--- error_code eval
+[200, 404, 200]
+--- response_body_json eval
+['{"...": 1, "sequence": 5, "data": []}',
+ '{"error": {"code": 404, "message": "no such diff (cleared, or not made yet)"}}',
+ '{"...": 1, "sequence": 1, "data": []}']
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
 === TEST 6: a stopped publisher left work in Redis (a change, the mark, the index): the next one delivers it
 --- init
 my $k = main::key('changes');
