@@ -41,7 +41,6 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_CLAIMS      64
 #define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
 #define NGX_HTTP_ACTINGWEB_BREAKER_FAILS      5
-#define NGX_HTTP_ACTINGWEB_BREAKER_OPEN       60000
 #define NGX_HTTP_ACTINGWEB_RETRY_DELAY        1000
 
 
@@ -1334,7 +1333,7 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
     }
 
     if (wait == 0) {
-        wait = NGX_HTTP_ACTINGWEB_BREAKER_OPEN;
+        wait = ob->amcf->callback_circuit;
     }
 
     if (ps->state != NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
