@@ -497,7 +497,7 @@ fuzz_build() {
         fi
     done
 
-    libs=(-lhiredis -lcjson -lcurl -lcrypto -lcrypt -lpthread -ldl)
+    libs=(-lhiredis -lcjson -lcurl -lz -lcrypto -lcrypt -lpthread -ldl)
     mapfile -t nginx_objs < <(find "$objs/src" -name '*.o' ! -name nginx.o)
 
     for f in "$ROOT"/fuzz/*.c; do
