@@ -11,7 +11,9 @@
 # fan-out to 10, 100 and 1000 peers that take 100 ms each, and AwProxy
 # against a direct peer read.  Group "subs": property writes with 0, 10,
 # 100 and 1000 subscriptions on the actor, and polls of a subscription
-# holding 1000 diffs.  No GROUP: all.
+# holding 1000 diffs.  Group "delivery": callbacks to 10 subscribers that
+# take 200 ms, to 1000 subscriptions of fast ones, the delivery rate, and
+# PUTs while delivery runs.  No GROUP: all.
 # See docs/performance.md.
 #
 # Environment:
@@ -31,6 +33,11 @@
 #   BENCH_SLOW_ROUNDS=3   rounds of (without, with) slow-peer runs
 #   BENCH_FANOUT_DELAY_MS=100 time each peer's resource takes (peerops)
 #   BENCH_FANOUT_RUNS=20  fan-outs per size and concurrency
+#   BENCH_DELIVERY_SLOW_MS=200 time the slow subscribers take per callback
+#   BENCH_DELIVERY_PEERS=10 subscribers (slow ones, and fast ones)
+#   BENCH_DELIVERY_SUBS=1000 subscriptions of the fast subscribers in all
+#   BENCH_DELIVERY_RUNS=10 changes timed per scenario
+#   BENCH_DELIVERY_WRITES=20 changes at once for the delivery rate
 #   BENCH_FANOUT_SERIAL=10 runs of the serial calls to 10 peers
 #   BENCH_FANOUT_MAX=1000 the largest fan-out (peers on B)
 #   BENCH_SUBS_MAX=1000   the most subscriptions on one actor (subs)
@@ -80,7 +87,13 @@ my $SUBS_MAX    = env_int('BENCH_SUBS_MAX',    1000);
 my $SUBS_ROUNDS = env_int('BENCH_SUBS_ROUNDS', 3);
 my $SUBS_DIFFS  = env_int('BENCH_SUBS_DIFFS',  1000);
 
-my @GROUPS = qw(http trust slowpeer peerops subs);
+my $DELIVERY_SLOW_MS = env_int('BENCH_DELIVERY_SLOW_MS', 200);
+my $DELIVERY_PEERS   = env_int('BENCH_DELIVERY_PEERS',   10);
+my $DELIVERY_SUBS    = env_int('BENCH_DELIVERY_SUBS',    1000);
+my $DELIVERY_RUNS    = env_int('BENCH_DELIVERY_RUNS',    10);
+my $DELIVERY_WRITES  = env_int('BENCH_DELIVERY_WRITES',  20);
+
+my @GROUPS = qw(http trust slowpeer peerops subs delivery);
 
 my $CREATOR    = 'bench';
 my $PASSPHRASE = 'benchpass';
@@ -94,7 +107,9 @@ my $COMMAND = join ' ',
            BENCH_TRUST_ACTORS BENCH_SLOW_MS BENCH_SLOW_PENDING
            BENCH_SLOW_CONNS BENCH_SLOW_ROUNDS BENCH_FANOUT_DELAY_MS
            BENCH_FANOUT_RUNS BENCH_FANOUT_SERIAL BENCH_FANOUT_MAX
-           BENCH_SUBS_MAX BENCH_SUBS_ROUNDS BENCH_SUBS_DIFFS)),
+           BENCH_SUBS_MAX BENCH_SUBS_ROUNDS BENCH_SUBS_DIFFS
+           BENCH_DELIVERY_SLOW_MS BENCH_DELIVERY_PEERS BENCH_DELIVERY_SUBS
+           BENCH_DELIVERY_RUNS BENCH_DELIVERY_WRITES)),
     'perl', $0, @ARGV;
 
 my $MAIN_PID = $$;
@@ -373,9 +388,11 @@ sub ping_ms {
 # nginx
 
 # $servers: a function of the port that returns the server blocks;
-# without it, /plain and the module on /
+# without it, /plain and the module on /; $prefix: the Redis prefix
+# (bench), another one for servers that are not of the same fleet
 sub start_nginx {
-    my ($name, $module, $bin, $redis_port, $servers) = @_;
+    my ($name, $module, $bin, $redis_port, $servers, $prefix) = @_;
+    $prefix //= 'bench';
     my $dir = "$TMP/$name";
     mkdir $dir or die "$dir: $!\n";
     my $port = free_port();
@@ -410,7 +427,7 @@ http {
     access_log off;
 $temps
     actingweb_redis 127.0.0.1:$redis_port;
-    actingweb_redis_prefix bench;
+    actingweb_redis_prefix $prefix;
 
 $server_conf}
 EOF
@@ -1935,6 +1952,308 @@ sub group_subs {
 }
 
 # ---------------------------------------------------------------------------
+# delivery: callbacks from a publisher A (one nginx, one worker) to
+# subscribers on B (another nginx, one worker) whose /callbacks are sinks
+# that log the time they answered: right away (/b/), or after
+# $DELIVERY_SLOW_MS (/s/, a port that never answers and
+# proxy_read_timeout)
+
+my @DELIVERY_HEAD = ('scenario', 'runs', 'callbacks per run',
+    'last callback p50 ms', 'last callback max ms', 'callbacks/s',
+    'sent / failed');
+
+my @DELIVERY_PUT_HEAD = ('scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms',
+    'req/s vs quiet', 'callbacks/s meanwhile');
+
+sub delivery_publisher_servers {
+    return sub {
+        my ($port) = @_;
+        return <<"EOF";
+    server {
+        listen 127.0.0.1:$port;
+        location = /plain { return 200 "ok"; }
+        location = /_status { actingweb_status; }
+        location /a/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$port/a;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_subscriptions_max 1000;
+            actingweb_change_log 10000;
+        }
+        location = /_actingweb_peer {
+            internal;
+            proxy_pass \$actingweb_peer_url;
+            proxy_pass_request_headers off;
+            proxy_set_header Authorization \$actingweb_peer_authorization;
+            proxy_set_header Content-Type application/json;
+            subrequest_output_buffer_size 64k;
+        }
+    }
+EOF
+    };
+}
+
+sub delivery_sink_servers {
+    my ($silent_port, $dir) = @_;
+    my $d = $DELIVERY_SLOW_MS;
+    return sub {
+        my ($port) = @_;
+        my $actors = join '', map { <<"EOF" } qw(b s);
+        location /$_/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$port/$_;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_auto_approve friend;
+        }
+EOF
+        return <<"EOF";
+    log_format cb '\$msec \$request_uri';
+    server {
+        # 1000 callbacks may connect at once
+        listen 127.0.0.1:$port backlog=4096;
+        location = /plain { return 200 "ok"; }
+$actors
+        location ~ ^/b/[0-9a-f]+/callbacks/ {
+            access_log $dir/cb.log cb buffer=64k flush=100ms;
+            return 204;
+        }
+        location ~ ^/s/[0-9a-f]+/callbacks/ {
+            proxy_pass http://127.0.0.1:$silent_port;
+            proxy_connect_timeout ${d}ms;
+            proxy_read_timeout ${d}ms;
+            error_page 502 504 = \@ok;
+            # the timeouts are the point, not errors
+            error_log $dir/slow-error.log crit;
+        }
+        location \@ok {
+            access_log $dir/cb.log cb buffer=64k flush=100ms;
+            return 204;
+        }
+        location = /_actingweb_peer {
+            internal;
+            proxy_pass \$actingweb_peer_url;
+            proxy_pass_request_headers off;
+            proxy_set_header Authorization \$actingweb_peer_authorization;
+            proxy_set_header Content-Type application/json;
+            subrequest_output_buffer_size 64k;
+        }
+    }
+EOF
+    };
+}
+
+# the answer times (s) of the sink's callbacks to actors under /$loc/,
+# from line $from of its log on
+sub sink_times {
+    my ($file, $loc, $from) = @_;
+    my @l = split /\n/, slurp($file);
+    return map { m{^(\S+) /$loc/} ? $1 : () } @l[$from .. $#l];
+}
+
+# waits (60 s at most) for $n more callbacks to /$loc/ than $from lines
+# of the log held; returns the time of the last one and the line count
+sub sink_wait {
+    my ($file, $loc, $from, $n) = @_;
+    my $deadline = time + 60;
+    while (1) {
+        my @t = sink_times($file, $loc, $from);
+        if (@t >= $n) {
+            my @all = split /\n/, slurp($file);
+            return ((sort { $a <=> $b } @t)[-1], scalar @all);
+        }
+        time < $deadline
+            or die sprintf "%d of %d callbacks to /%s/ in 60 s\n",
+                scalar @t, $n, $loc;
+        sleep 0.02;
+    }
+}
+
+sub delivery_counters {
+    my ($ngx) = @_;
+    return map { worker_counter($ngx, $_) // 0 }
+        qw(callbacks_sent callbacks_failed);
+}
+
+sub group_delivery {
+    my ($module, $bin, $redis) = @_;
+    my $first = @NGINX;
+
+    my $silent = IO::Socket::INET->new(
+        Listen => 4096, LocalAddr => '127.0.0.1', LocalPort => 0,
+        ReuseAddr => 1,
+    ) or die "silent listen: $!\n";
+    my $bdir = "$TMP/nginx-delivery-b";
+    my $bngx = start_nginx('nginx-delivery-b', $module, $bin, $redis,
+        delivery_sink_servers($silent->sockport, $bdir), 'benchsub');
+    push @NGINX, $bngx;
+    my $angx = start_nginx('nginx-delivery-a', $module, $bin, $redis,
+        delivery_publisher_servers());
+    push @NGINX, $angx;
+    my $pa = "http://127.0.0.1:$angx->{port}/a";
+    my $pb = "http://127.0.0.1:$bngx->{port}/b";
+    my $s = "http://127.0.0.1:$bngx->{port}/s";
+    my $log = "$bdir/cb.log";
+    say_ "nginx on 127.0.0.1:$angx->{port} (A, publisher) and "
+        . "127.0.0.1:$bngx->{port} (B, subscribers), delivery";
+
+    # A: one publisher with 10 slow subscribers, one with 1000
+    # subscriptions of 10 fast ones, one without any (the PUT target)
+    my $peers = $DELIVERY_PEERS;
+    my $per = int($DELIVERY_SUBS / $peers) || 1;
+    my $t = time;
+    my ($aslow, $afan, $aquiet) = create_actors($pa, 3, 1);
+    my @ss = create_actors($s, $peers, 0);
+    my @bs = create_actors($pb, $peers, 0);
+    my @pairs = ((map { [ $aslow, "$s/$_" ] } @ss),
+                 (map { [ $afan, "$pb/$_" ] } @bs));
+    my @secrets = fan_out('delivery-trust', $TRUST_CLIENTS, \@pairs, sub {
+        my ($http, $p) = @_;
+        my $r = call($http, 'POST', "$pa/$p->[0]/trust", $AUTH,
+            encode_json({ url => $p->[1], relationship => 'friend' }), 201);
+        my $j = eval { decode_json($r->{content}) } // {};
+        $j->{approved} && $j->{peer_approved} && $j->{secret}
+            or die "trust $p->[0] -> $p->[1] not approved at once: "
+                 . "$r->{content}\n";
+        return $j->{secret};
+    });
+    # the subscriptions, made by the peers with their Bearer
+    my @subs = map { my $i = $_;
+                     map { $i } 1 .. ($i < $peers ? 1 : $per) }
+               0 .. $#pairs;
+    fan_out('delivery-subscribe', $TRUST_CLIENTS, \@subs, sub {
+        my ($http, $i) = @_;
+        my ($pub, $url) = @{ $pairs[$i] };
+        my ($peer) = $url =~ m{/([0-9a-f]+)$};
+        my $r = client_request($http, 'POST',
+            "$pa/$pub/subscriptions/$peer",
+            { Authorization => "Bearer $secrets[$i]",
+              'Content-Type' => 'application/json' },
+            '{"target":"properties","granularity":"high"}');
+        $r->{status} == 201
+            or die "subscribing answered $r->{status}: $r->{content}\n";
+        return 1;
+    });
+    my $nfan = $peers * $per;
+    say_ sprintf '%d actors, %d trusts, %d subscriptions in %.1f s',
+        3 + 2 * $peers, scalar @pairs, scalar @subs, time - $t;
+
+    my $http = {};
+    my $lines = 0;
+    my $v = 0;
+    # $runs times: $writes PUTs to $pub, then the time until the sink
+    # answered the last of the $n callbacks each makes, and the counters
+    my $measure = sub {
+        my ($pub, $loc, $n, $runs, $writes) = @_;
+        my ($s0, $f0) = delivery_counters($angx);
+        my (@t, $total);
+        for (1 .. $runs) {
+            my $t0 = time;
+            for (1 .. $writes) {
+                $v++;
+                call($http, 'PUT', "$pa/$pub/properties/v", $AUTH, $v, 204);
+            }
+            (my $last, $lines) = sink_wait($log, $loc, $lines, $n * $writes);
+            push @t, ($last - $t0) * 1000;
+            $total += $n * $writes;
+            drain_silent($silent);
+        }
+        my ($s1, $f1) = delivery_counters($angx);
+        my $sum = 0;
+        $sum += $_ for @t;
+        return { t => [ sort { $a <=> $b } @t ], n => $total,
+                 rate => $total * 1000 / $sum,
+                 sent => $s1 - $s0, failed => $f1 - $f0 };
+    };
+
+    my @rows;
+    my $row = sub {
+        my ($label, $m, $per_run) = @_;
+        push @rows, [ $label, scalar @{ $m->{t} }, $per_run,
+            fmt_ms(pct($m->{t}, 50)), fmt_ms($m->{t}[-1]),
+            sprintf('%.0f', $m->{rate}), "$m->{sent} / $m->{failed}" ];
+        say_ sprintf '%s: p50 %s ms, max %s ms, %.0f callbacks/s',
+            $label, fmt_ms(pct($m->{t}, 50)), fmt_ms($m->{t}[-1]),
+            $m->{rate};
+    };
+
+    $measure->($aslow, 's', $peers, 1, 1);    # warm-up, not counted
+    $row->("one change, $peers subscribers answering after "
+           . "$DELIVERY_SLOW_MS ms",
+        $measure->($aslow, 's', $peers, $DELIVERY_RUNS, 1), $peers);
+    $measure->($afan, 'b', $nfan, 1, 1);
+    $row->("one change, $nfan subscriptions of $peers fast subscribers",
+        $measure->($afan, 'b', $nfan, $DELIVERY_RUNS, 1), $nfan);
+    my $burst = $measure->($afan, 'b', $nfan, 1, $DELIVERY_WRITES);
+    $row->("$DELIVERY_WRITES changes at once, $nfan subscriptions "
+           . '(delivery rate)', $burst, $nfan * $DELIVERY_WRITES);
+
+    # PUTs to an actor without subscriptions: quiet, then while A
+    # delivers a backlog sized to outlast the wrk run
+    my %put = (key => 'delivery-put', method => 'PUT',
+        path => "/a/$aquiet/properties/p", body => 'world',
+        headers => { Authorization => $AUTH, 'Content-Type' => 'text/plain' },
+        expect_status => 204);
+    check_once($angx, \%put);
+    say_ "PUT, quiet: $CONNS connections, ${SECONDS}s";
+    my $quiet = run_wrk($angx, \%put, $CONNS);
+    my $backlog = int($burst->{rate} * ($SECONDS + 5) / $nfan) + 1;
+    say_ "PUT while delivering $backlog changes x $nfan subscriptions";
+    for (1 .. $backlog) {
+        $v++;
+        call($http, 'PUT', "$pa/$afan/properties/v", $AUTH, $v, 204);
+    }
+    my ($s0) = delivery_counters($angx);
+    my $t0 = time;
+    my $busy = run_wrk($angx, { %put, key => 'delivery-put-busy' }, $CONNS);
+    my ($s1) = delivery_counters($angx);
+    my $during = ($s1 - $s0) / (time - $t0);
+    # the rest of the backlog stays in Redis: nginx stops with the calls
+    # in flight done
+    my @puts = (
+        [ 'PUT /<A>/properties/p, no delivery', $CONNS,
+          sprintf('%.0f', $quiet->{rps}), fmt_ms($quiet->{p50}),
+          fmt_ms($quiet->{p99}), '1.00', '-' ],
+        [ 'PUT /<A>/properties/p, A delivering at full rate', $CONNS,
+          sprintf('%.0f', $busy->{rps}), fmt_ms($busy->{p50}),
+          fmt_ms($busy->{p99}),
+          sprintf('%.2f', $busy->{rps} / $quiet->{rps}),
+          sprintf('%.0f', $during) ],
+    );
+    say_ sprintf 'PUT %.0f req/s quiet, %.0f req/s while delivering '
+        . '%.0f callbacks/s', $quiet->{rps}, $busy->{rps}, $during;
+
+    stop_group();
+    close $silent;
+
+    my $note = sprintf "A publishes (one nginx, one worker, "
+        . "actingweb_callback_concurrency at its default, 16); its "
+        . "subscribers are actors of B (another nginx, one worker) whose "
+        . "/callbacks locations are sinks: answering 204 at once, or after "
+        . "%d ms (proxied to a port that never answers, proxy_read_timeout "
+        . "%dms, error_page 504 = a 204). Subscriptions are high, to "
+        . "/properties. last callback: from the PUT (sent with Basic auth, "
+        . "answered 204) until the sink answered the last callback it "
+        . "caused, by the sink's access log (\$msec); max is over the "
+        . "runs. callbacks/s: callbacks over the sum of those times. "
+        . "sent / failed: A's callbacks_sent and callbacks_failed over "
+        . "the runs.\n", $DELIVERY_SLOW_MS, $DELIVERY_SLOW_MS;
+    my $putnote = "wrk -t$THREADS -c$CONNS, ${SECONDS} s: PUTs to an actor "
+        . "of A without subscriptions; in the second run A also delivers "
+        . "a backlog of $backlog changes to $nfan subscriptions (made just "
+        . "before, sized to outlast the run). callbacks/s meanwhile: "
+        . "A's callbacks_sent over the run.\n";
+    return [
+        { title => 'Callback delivery, one worker', head => \@DELIVERY_HEAD,
+          rows => \@rows, note => $note, failed => [],
+          problems => [ group_problems($first) ] },
+        { title => 'Property writes while callbacks are delivered, '
+              . 'one worker',
+          head => \@DELIVERY_PUT_HEAD, rows => \@puts, note => $putnote,
+          failed => [], problems => [] },
+    ];
+}
+
+# ---------------------------------------------------------------------------
 
 sub main {
     @ARGV >= 2 or usage();
@@ -1975,7 +2294,8 @@ sub main {
          [ slowpeer => \&group_slowpeer,
            'Property reads while peers are slow, one worker' ],
          [ peerops => \&group_peerops, 'Peer operations, one worker' ],
-         [ subs => \&group_subs, 'Subscriptions, one worker' ])
+         [ subs => \&group_subs, 'Subscriptions, one worker' ],
+         [ delivery => \&group_delivery, 'Callback delivery, one worker' ])
     {
         my ($g, $fn, $title) = @$_;
         next unless $want{$g};

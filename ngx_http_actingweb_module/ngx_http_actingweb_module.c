@@ -271,6 +271,13 @@ static ngx_command_t  ngx_http_actingweb_commands[] = {
       offsetof(ngx_http_actingweb_main_conf_t, callback_retries),
       &ngx_http_actingweb_retries_bounds },
 
+    { ngx_string("actingweb_callback_circuit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_actingweb_main_conf_t, callback_circuit),
+      &ngx_http_actingweb_positive_msec_post },
+
     { ngx_string("actingweb_devtest"),
       NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -450,6 +457,7 @@ ngx_http_actingweb_create_main_conf(ngx_conf_t *cf)
     amcf->callback_concurrency = NGX_CONF_UNSET_UINT;
     amcf->callback_max_payload = NGX_CONF_UNSET_SIZE;
     amcf->callback_retries = NGX_CONF_UNSET_UINT;
+    amcf->callback_circuit = NGX_CONF_UNSET_MSEC;
 
     return amcf;
 }
@@ -488,6 +496,7 @@ ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->callback_concurrency, 16);
     ngx_conf_init_size_value(amcf->callback_max_payload, 256 * 1024);
     ngx_conf_init_uint_value(amcf->callback_retries, 0);
+    ngx_conf_init_msec_value(amcf->callback_circuit, 60000);
 
     if (amcf->used && amcf->secret_keys == NULL) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,

@@ -124,6 +124,7 @@ typedef struct {
     ngx_uint_t                      callback_concurrency;
     size_t                          callback_max_payload;
     ngx_uint_t                      callback_retries;
+    ngx_msec_t                      callback_circuit;
 
     ngx_flag_t                      used;            /* any actingweb; */
     ngx_array_t                    *locations;       /* of conf ctx * */

@@ -41,7 +41,6 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_CLAIMS      64
 #define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
 #define NGX_HTTP_ACTINGWEB_BREAKER_FAILS      5
-#define NGX_HTTP_ACTINGWEB_BREAKER_OPEN       60000
 #define NGX_HTTP_ACTINGWEB_RETRY_DELAY        1000
 
 
@@ -80,10 +79,14 @@ typedef struct {
     ngx_http_actingweb_peer_state_t *peer;
     ngx_str_t                        url;
     ngx_str_t                        authorization;
+    ngx_str_t                        member;     /* the actor URL */
+    ngx_str_t                        subid;
     ngx_str_t                       *bodies;
-    u_char                          *downgraded; /* per body */
+    ngx_uint_t                      *seqs;       /* per body; the first */
+    u_char                          *downgraded; /* nok: answered 2xx */
     ngx_uint_t                       n;
     ngx_uint_t                       next;
+    ngx_uint_t                       nok;
     ngx_uint_t                       tries;
     ngx_event_t                      retry;
     ngx_connection_t                 dummy;      /* retry's ev->data */
@@ -172,6 +175,7 @@ static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_retry(ngx_event_t *ev);
+static void ngx_http_actingweb_outbox_clear(ngx_http_actingweb_sends_t *sd);
 static void ngx_http_actingweb_outbox_sends_free(
     ngx_http_actingweb_sends_t *sd);
 
@@ -980,7 +984,8 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     len = sizeof(ngx_http_actingweb_sends_t) + baseuri.len
           + sizeof("/callbacks/subscriptions//") + ctx->actor_id.len
           + cl->subs[2 * (cl->i - 1)].len + sizeof("Bearer ") + secret.len
-          + peer.len + n * (sizeof(ngx_str_t) + 1);
+          + peer.len + n * (sizeof(ngx_str_t) + sizeof(ngx_uint_t) + 1)
+          + cl->member.len + cl->subs[2 * (cl->i - 1)].len;
 
     sd = ngx_calloc(len, ob->log);
     if (sd == NULL) {
@@ -990,9 +995,18 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     sd->outbox = ob;
     ngx_queue_insert_tail(&ob->sends, &sd->all);
     sd->bodies = (ngx_str_t *) (sd + 1);
-    sd->downgraded = (u_char *) (sd->bodies + n);
+    sd->seqs = (ngx_uint_t *) (sd->bodies + n);
+    sd->downgraded = (u_char *) (sd->seqs + n);
 
     p = sd->downgraded + n;
+    sd->member.data = p;
+    p = ngx_cpymem(p, cl->member.data, cl->member.len);
+    sd->member.len = cl->member.len;
+    sd->subid.data = p;
+    p = ngx_cpymem(p, cl->subs[2 * (cl->i - 1)].data,
+                   cl->subs[2 * (cl->i - 1)].len);
+    sd->subid.len = cl->subs[2 * (cl->i - 1)].len;
+
     sd->url.data = p;
     p = ngx_sprintf(p, "%V/callbacks/subscriptions/%V/%V", &baseuri,
                     &ctx->actor_id, &cl->subs[2 * (cl->i - 1)]);
@@ -1038,6 +1052,8 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
             ngx_http_actingweb_metric_inc(amcf,
                                      NGX_HTTP_ACTINGWEB_M_CALLBACK_DOWNGRADED);
         }
+
+        sd->seqs[i] = (ngx_uint_t) seq->valuedouble;
 
         ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH);
         i++;
@@ -1318,7 +1334,7 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
     }
 
     if (wait == 0) {
-        wait = NGX_HTTP_ACTINGWEB_BREAKER_OPEN;
+        wait = ob->amcf->callback_circuit;
     }
 
     if (ps->state != NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
@@ -1461,6 +1477,7 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
 
     if (ok) {
         ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_SENT);
+        sd->seqs[sd->nok++] = sd->seqs[sd->next];
 
     } else {
         ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED);
@@ -1499,10 +1516,79 @@ ngx_http_actingweb_outbox_retry(ngx_event_t *ev)
 }
 
 
+/* the diffs of callbacks answered 2xx are cleared, as the spec asks */
+
+static void
+ngx_http_actingweb_outbox_clear(ngx_http_actingweb_sends_t *sd)
+{
+    u_char                           *p;
+    ngx_str_t                         host, id;
+    ngx_uint_t                        i;
+    ngx_http_request_t               *r;
+    ngx_http_conf_ctx_t              *cf;
+    ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_outbox_t      *ob;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    ob = sd->outbox;
+
+    cf = ngx_http_actingweb_outbox_locate(ob, &sd->member, &host, &id);
+    if (cf == NULL) {
+        return;
+    }
+
+    cl = ngx_http_actingweb_outbox_request(ob, cf, &host, &id);
+    if (cl == NULL) {
+        return;
+    }
+
+    r = cl->request;
+    a = ngx_http_actingweb_redis_args(r, 3 + sd->nok);
+    p = ngx_pnalloc(r->pool, sd->subid.len + sd->nok * NGX_INT_T_LEN);
+
+    /* the arguments live in the request's pool: sd goes now */
+
+    if (a == NULL || p == NULL
+        || ngx_http_actingweb_redis_key(r, a, &id, "subs") != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &id, "diffs") != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p, sd->subid.len) != NGX_OK)
+    {
+        goto done;
+    }
+
+    p = ngx_cpymem(p, sd->subid.data, sd->subid.len);
+
+    for (i = 0; i < sd->nok; i++) {
+        if (ngx_http_actingweb_redis_arg(a, p,
+                ngx_sprintf(p, "%ui", sd->seqs[i]) - p)
+            != NGX_OK)
+        {
+            goto done;
+        }
+
+        p += NGX_INT_T_LEN;
+    }
+
+    /* a failure leaves the diffs for the subscriber's poll */
+
+    (void) ngx_http_actingweb_redis_script(r,
+                                       NGX_HTTP_ACTINGWEB_SCRIPT_CB_CLEARED,
+                                       a, ngx_http_actingweb_outbox_ignore);
+
+done:
+
+    ngx_http_actingweb_outbox_free(r);
+}
+
+
 static void
 ngx_http_actingweb_outbox_sends_free(ngx_http_actingweb_sends_t *sd)
 {
     ngx_uint_t  i;
+
+    if (sd->nok && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_http_actingweb_outbox_clear(sd);
+    }
 
     if (sd->queued) {
         ngx_queue_remove(&sd->queue);

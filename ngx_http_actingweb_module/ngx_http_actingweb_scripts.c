@@ -592,6 +592,33 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "return 1\n",
       "" },
 
+    /*
+     * Callbacks answered 2xx are cleared (the spec: "it MUST be cleared"):
+     * their diffs go, and the cleared mark moves over the diffs gone from
+     * its place on; a diff that failed stays until the subscriber polls
+     * and clears it.  KEYS: subs, diffs; ARGV: subscription id, sequence,
+     * sequence, ...  returns 0: no such subscription, 1: done
+     */
+    { "cb_cleared",
+      "local s = redis.call('HGET', KEYS[1], ARGV[1])\n"
+      "if not s then return 0 end\n"
+      "local rec = cjson.decode(s)\n"
+      "for i = 2, #ARGV do\n"
+      "  redis.call('HDEL', KEYS[2], ARGV[1] .. ':' .. ARGV[i])\n"
+      "end\n"
+      "local c = rec.cleared\n"
+      "while c < rec.sequence\n"
+      "      and redis.call('HEXISTS', KEYS[2], ARGV[1] .. ':' .. (c + 1))\n"
+      "          == 0 do\n"
+      "  c = c + 1\n"
+      "end\n"
+      "if c ~= rec.cleared then\n"
+      "  rec.cleared = c\n"
+      "  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))\n"
+      "end\n"
+      "return 1\n",
+      "" },
+
     { NULL, NULL, "" }
 };
 

@@ -165,7 +165,7 @@ main::callbacks(6);
 # and F's five have failed (no timing: up to 10 s)
 for (1 .. 100) {
     last if HTTP::Tiny->new->get("http://127.0.0.1:$port/status")->{content}
-            =~ /"callbacks_failed":5,.*"callbacks_pending":0,/;
+            =~ /"callbacks_failed":5,.*"outbox_depth":0/;
     select undef, undef, undef, 0.1;
 }
 --- request
@@ -204,6 +204,26 @@ GET /a/{{a}}/subscriptions/{{f}}/{{subf}}
 Authorization: Bearer {{sf}}
 --- response_body_json
 {"...": 1, "sequence": 5, "data": [{"...": 1, "sequence": 1}, {"...": 1}, {"...": 1}, {"...": 1}, {"...": 1, "sequence": 5, "data": {"z": 4}}]}
+
+
+
+=== TEST 5b: callbacks answered 2xx are cleared (the spec: "it MUST be cleared"); F's failed ones stay (above)
+--- request eval
+["GET /a/{{a}}/subscriptions/{{b}}/{{sub1}}",
+ "GET /a/{{a}}/subscriptions/{{b}}/{{sub1}}/1",
+ "GET /a/{{a}}/subscriptions/{{b}}/{{sub2}}"]
+--- more_headers
+Authorization: Bearer {{s}}
+--- error_code eval
+[200, 404, 200]
+--- response_body_json eval
+['{"...": 1, "sequence": 5, "data": []}',
+ '{"error": {"code": 404, "message": "no such diff (cleared, or not made yet)"}}',
+ '{"...": 1, "sequence": 1, "data": []}']
+--- no_error_log
+[error]
+[alert]
+[crit]
 
 
 

@@ -1,0 +1,259 @@
+# Two nginx instances on one Redis (same prefix, same actingweb_base_url):
+# writes to either make callbacks, and each callback arrives once.  The
+# test's nginx is instance 1 and the subscriber B; instance 2 is started
+# by TEST 4 with its own configuration and stopped by TEST 5.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use ActingWeb::Test;
+
+use Cwd qw(abs_path);
+use IO::Socket::INET ();
+use HTTP::Tiny ();
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+        or die "no free port: $!";
+    return $s->sockport;
+}
+
+$ENV{TEST_NGINX_B_PORT} ||= free_port();
+$ENV{TEST_NGINX_A2_PORT} ||= free_port();
+$ENV{TEST_NGINX_CBLOG} ||= "/tmp/aw112-$$.log";
+our $Dir = "/tmp/aw112-$$";
+unlink $ENV{TEST_NGINX_CBLOG};
+
+END {
+    main::stop_second();
+    unlink $ENV{TEST_NGINX_CBLOG};
+    system 'rm', '-rf', $Dir if -d $Dir;
+}
+
+my $peer = <<'CONF';
+    location = /_actingweb_peer {
+        internal;
+        proxy_pass $actingweb_peer_url;
+        proxy_pass_request_headers off;
+        proxy_set_header Authorization $actingweb_peer_authorization;
+        proxy_set_header Content-Type application/json;
+        subrequest_output_buffer_size 64k;
+    }
+CONF
+
+block_defaults(
+    http_config => <<"CONF",
+    log_format cb112 escape=none '\$request_uri|\$request_body';
+    server {
+        listen 127.0.0.1:\$TEST_NGINX_B_PORT;
+        location ~ ^/b/[0-9a-f]+/callbacks/ {
+            access_log \$TEST_NGINX_CBLOG cb112;
+            client_body_buffer_size 64k;
+            rewrite ^ /sink break;
+            proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT;
+        }
+        location = /sink { access_log off; return 204; }
+        location /b/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:\$TEST_NGINX_B_PORT/b;
+            actingweb_peer_allow 127.0.0.1;
+            actingweb_auto_approve friend;
+        }
+$peer
+    }
+CONF
+    config => <<"CONF",
+    location /a/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/a;
+        actingweb_peer_allow 127.0.0.1;
+    }
+    location = /status { actingweb_status; }
+    location /tob/ {
+        proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT/;
+    }
+$peer
+CONF
+    more_headers => "Authorization: {{basic:alice:pa}}\n",
+);
+
+# instance 2: the same /a/ location and public URL, its own port
+sub start_second {
+    mkdir $Dir;
+    mkdir "$Dir/logs";
+    my $module = $ENV{TEST_NGINX_LOAD_MODULES};
+    my $load = join '', map { "load_module $_;\n" } split ' ', $module;
+    open my $fh, '>', "$Dir/nginx.conf" or die "$Dir/nginx.conf: $!";
+    print $fh <<"CONF";
+${load}daemon on;
+master_process on;
+worker_processes 1;
+pid $Dir/nginx.pid;
+error_log $Dir/logs/error.log notice;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $Dir/body;
+    proxy_temp_path $Dir/proxy;
+    fastcgi_temp_path $Dir/fastcgi;
+    uwsgi_temp_path $Dir/uwsgi;
+    scgi_temp_path $Dir/scgi;
+    actingweb_redis $ENV{TEST_NGINX_REDIS_HOST}:$ENV{TEST_NGINX_REDIS_PORT};
+    actingweb_redis_prefix $ENV{TEST_NGINX_REDIS_PREFIX};
+    server {
+        listen 127.0.0.1:$ENV{TEST_NGINX_A2_PORT};
+        location /a/ {
+            actingweb;
+            actingweb_base_url http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/a;
+            actingweb_peer_allow 127.0.0.1;
+        }
+        location = /status { actingweb_status; }
+    }
+}
+CONF
+    close $fh;
+    my $bin = $ENV{TEST_NGINX_BINARY} // 'nginx';
+    $bin = abs_path($bin) if $bin =~ m{/};
+    system($bin, '-p', "$Dir/", '-c', "$Dir/nginx.conf") == 0
+        or die "instance 2 did not start: " . `cat $Dir/logs/error.log`;
+    for (1 .. 100) {
+        return if HTTP::Tiny->new->get(
+            "http://127.0.0.1:$ENV{TEST_NGINX_A2_PORT}/status")->{status}
+            == 200;
+        select undef, undef, undef, 0.05;
+    }
+    die "instance 2 does not answer";
+}
+
+sub stop_second {
+    open my $fh, '<', "$Dir/nginx.pid" or return;
+    my $pid = <$fh>;
+    close $fh;
+    chomp $pid;
+    return unless $pid =~ /^\d+$/;
+    kill 'QUIT', $pid;
+    for (1 .. 100) {
+        last unless kill 0, $pid;
+        select undef, undef, undef, 0.05;
+    }
+    unlink "$Dir/nginx.pid";
+}
+
+# the counters of instance $port once pending is 0
+sub settled {
+    my ($port) = @_;
+    my $c = '';
+    for (1 .. 100) {
+        $c = HTTP::Tiny->new->get("http://127.0.0.1:$port/status")->{content};
+        last if $c =~ /"outbox_depth":0/;
+        select undef, undef, undef, 0.1;
+    }
+    return $c;
+}
+
+# the sink's lines once there are at least $n of them (10 s at most)
+sub callbacks {
+    my ($n) = @_;
+    my @l;
+    for (1 .. 100) {
+        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
+            @l = <$fh>;
+            chomp @l;
+        }
+        last if @l >= $n;
+        select undef, undef, undef, 0.1;
+    }
+    return @l;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: A (publisher), B (subscriber)
+--- request eval
+["POST /a/\n{\"creator\": \"alice\", \"passphrase\": \"pa\"}",
+ "POST /tob/b/\n{\"creator\": \"bob\", \"passphrase\": \"pb\"}"]
+--- more_headers
+--- error_code eval
+[201, 201]
+--- capture eval
+["a = json:id", "b = json:id"]
+
+
+
+=== TEST 2: trust A-B
+--- request
+POST /a/{{a}}/trust
+{"url": "http://127.0.0.1:{{env:TEST_NGINX_B_PORT}}/b/{{b}}", "relationship": "friend"}
+--- error_code: 201
+--- capture
+s = json:secret
+
+
+
+=== TEST 3: B subscribes high to everything
+--- request
+POST /a/{{a}}/subscriptions/{{b}}
+{"target": "properties", "granularity": "high"}
+--- more_headers
+Authorization: Bearer {{s}}
+--- error_code: 201
+--- capture
+sub = json:subscriptionid
+
+
+
+=== TEST 4: 20 writes, to instance 1 and 2 in turn: 20 callbacks, each sequence once
+--- init
+main::start_second();
+my $aid = main::captured("a");
+my $h = { Authorization => main::basic_auth('alice', 'pa'),
+          'Content-Type' => 'application/json' };
+for my $i (1 .. 20) {
+    my $port = $i % 2 ? $ENV{TEST_NGINX_SERVER_PORT} : $ENV{TEST_NGINX_A2_PORT};
+    my $res = HTTP::Tiny->new->request('PUT',
+        "http://127.0.0.1:$port/a/$aid/properties/v",
+        { headers => $h, content => $i });
+    Test::More::is($res->{status}, 204, "PUT $i to port $port");
+}
+main::callbacks(20);
+my $c1 = main::settled($ENV{TEST_NGINX_SERVER_PORT});
+my $c2 = main::settled($ENV{TEST_NGINX_A2_PORT});
+# anything sent twice would be in the log by now
+select undef, undef, undef, 0.5;
+my @l = main::callbacks(20);
+my @seq = sort { $a <=> $b } map { /"sequence":(\d+)/ ? $1 : 0 } @l;
+Test::More::is_deeply(\@seq, [1 .. 20], 'each sequence once')
+    or Test::More::diag("@seq");
+my ($s1) = $c1 =~ /"callbacks_sent":(\d+)/;
+my ($s2) = $c2 =~ /"callbacks_sent":(\d+)/;
+Test::More::is($s1 + $s2, 20, "20 sent in all ($s1 + $s2)");
+Test::More::ok($s2 > 0, 'instance 2 delivered some');
+--- request
+GET /a/{{a}}/subscriptions/{{b}}/{{sub}}
+--- more_headers
+Authorization: Bearer {{s}}
+--- response_body_json
+{"...": 1, "sequence": 20, "data": []}
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 5: instance 2 stops cleanly, with nothing wrong in its log
+--- init
+main::stop_second();
+my $log = do { local (@ARGV, $/) = "$main::Dir/logs/error.log"; <> } // '';
+Test::More::unlike($log, qr/\[(error|alert|crit|emerg)\]/, 'instance 2 log');
+--- request
+GET /status
+--- response_body_like: "redis_up":true
+--- no_error_log
+[error]
+[alert]
+[crit]
