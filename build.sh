@@ -509,14 +509,18 @@ fuzz_build() {
 
     for f in "$ROOT"/fuzz/*.c; do
         t=$(basename "${f%.c}")
-        local mod=() skip
+        local mod=() skip src_in=()
         skip=$(sed -n 's/^#include ".*\(ngx_http_actingweb_[a-z_]*\)\.c"$/\1/p' "$f")
         for o in "$dir"/obj/*.o; do
             [ "$(basename "${o%.o}")" = "$skip" ] || mod+=("$o")
         done
+        # the included module file is compiled into the target itself
+        if [ -n "$skip" ]; then
+            src_in=("$ROOT/ngx_http_actingweb_module/$skip.c")
+        fi
         if [ ! -x "$dir/$t" ] \
-           || [ -n "$(find "$f" "$ROOT/fuzz/fuzz.h" "${mod[@]}" \
-                      "$dir/nginx-nomain.o" -newer "$dir/$t")" ]
+           || [ -n "$(find "$f" "$ROOT/fuzz/fuzz.h" "${src_in[@]}" \
+                      "${mod[@]}" "$dir/nginx-nomain.o" -newer "$dir/$t")" ]
         then
             clang "${cflags[@]}" -fsanitize=fuzzer "${inc[@]}" "$f" \
                 "${mod[@]}" "$dir/nginx-nomain.o" "${nginx_objs[@]}" \

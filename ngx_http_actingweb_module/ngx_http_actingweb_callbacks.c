@@ -489,7 +489,8 @@ ngx_http_actingweb_cb_payload(ngx_http_request_t *r, const char **msg)
 
 
 /*
- * Content-Encoding: gzip.  The inflated body is bounded like a plain one
+ * Content-Encoding: gzip, one member or more (RFC 1952), nothing after
+ * them.  The inflated body is bounded like a plain one
  * (client_max_body_size; 16 MB when that is 0), so a small bomb is
  * refused before it grows.
  */
@@ -539,7 +540,18 @@ ngx_http_actingweb_cb_inflate(ngx_http_request_t *r, ngx_str_t *body,
         zrc = inflate(&z, Z_NO_FLUSH);
 
         if (zrc == Z_STREAM_END) {
-            break;
+            if (z.avail_in == 0) {
+                break;
+            }
+
+            /* another member follows (or garbage: an error below) */
+
+            if (inflateReset(&z) != Z_OK) {
+                inflateEnd(&z);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            continue;
         }
 
         /* all input taken, room left, no end: truncated */
@@ -575,8 +587,10 @@ ngx_http_actingweb_cb_inflate(ngx_http_request_t *r, ngx_str_t *body,
         }
     }
 
+    /* not z.total_out: inflateReset() zeroes it at each member */
+
     body->data = out;
-    body->len = z.total_out;
+    body->len = z.next_out - out;
 
     inflateEnd(&z);
 
