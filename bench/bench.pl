@@ -13,7 +13,8 @@
 # 100 and 1000 subscriptions on the actor, and polls of a subscription
 # holding 1000 diffs.  Group "delivery": callbacks to 10 subscribers that
 # take 200 ms, to 1000 subscriptions of fast ones, the delivery rate, and
-# PUTs while delivery runs.  No GROUP: all.
+# PUTs while delivery runs.  Group "rss": the worker's memory before,
+# during and after 1,000,000 mixed requests.  No GROUP: all.
 # See docs/performance.md.
 #
 # Environment:
@@ -43,6 +44,8 @@
 #   BENCH_SUBS_MAX=1000   the most subscriptions on one actor (subs)
 #   BENCH_SUBS_ROUNDS=3   rounds of PUT runs over the sizes (subs)
 #   BENCH_SUBS_DIFFS=1000 diffs the polled subscription holds (subs)
+#   BENCH_RSS_REQUESTS=1000000 mixed requests of the rss group
+#   BENCH_RSS_SLICES=10   wrk runs they are split in, memory read after each
 #   BENCH_KEEP=1          keep the temp dir (logs, configs) afterwards
 
 use strict;
@@ -93,7 +96,10 @@ my $DELIVERY_SUBS    = env_int('BENCH_DELIVERY_SUBS',    1000);
 my $DELIVERY_RUNS    = env_int('BENCH_DELIVERY_RUNS',    10);
 my $DELIVERY_WRITES  = env_int('BENCH_DELIVERY_WRITES',  20);
 
-my @GROUPS = qw(http trust slowpeer peerops subs delivery);
+my $RSS_REQUESTS = env_int('BENCH_RSS_REQUESTS', 1000000);
+my $RSS_SLICES   = env_int('BENCH_RSS_SLICES',   10);
+
+my @GROUPS = qw(http trust slowpeer peerops subs delivery rss);
 
 my $CREATOR    = 'bench';
 my $PASSPHRASE = 'benchpass';
@@ -109,7 +115,8 @@ my $COMMAND = join ' ',
            BENCH_FANOUT_RUNS BENCH_FANOUT_SERIAL BENCH_FANOUT_MAX
            BENCH_SUBS_MAX BENCH_SUBS_ROUNDS BENCH_SUBS_DIFFS
            BENCH_DELIVERY_SLOW_MS BENCH_DELIVERY_PEERS BENCH_DELIVERY_SUBS
-           BENCH_DELIVERY_RUNS BENCH_DELIVERY_WRITES)),
+           BENCH_DELIVERY_RUNS BENCH_DELIVERY_WRITES
+           BENCH_RSS_REQUESTS BENCH_RSS_SLICES)),
     'perl', $0, @ARGV;
 
 my $MAIN_PID = $$;
@@ -2254,6 +2261,288 @@ sub group_delivery {
 }
 
 # ---------------------------------------------------------------------------
+# rss: the worker's memory over $RSS_REQUESTS mixed requests, in
+# $RSS_SLICES wrk runs.  The servers of `subs`; A on /a/ with a few
+# properties, a trust with B (B's server approves at once) and one
+# subscription of B on A; C on /a/ takes the wrong passphrases.  wrk
+# cycles through ten kinds of request, counts the answers by status and
+# stops each thread after its share of the slice.
+
+my @RSS_HEAD = ('after', 'requests', 'req/s', 'VmRSS kB', 'VmHWM kB',
+    'RSS change kB', 'heap kB', 'anon kB', 'redis used_memory kB',
+    'redis keys');
+
+# the worker of nginx $ngx: its VmRSS and VmHWM in kB
+sub rss_worker_mem {
+    my ($ngx) = @_;
+    my @kids = children_of($ngx->{pid});
+    @kids == 1 or die "nginx has " . @kids . " children, not one worker\n";
+    my $st = slurp("/proc/$kids[0]/status");
+    my ($rss) = $st =~ /^VmRSS:\s*(\d+) kB/m;
+    my ($hwm) = $st =~ /^VmHWM:\s*(\d+) kB/m;
+    defined $rss && defined $hwm or die "no VmRSS in /proc/$kids[0]\n";
+    # where it is: malloc's main heap, and anonymous maps (thread stacks,
+    # the other threads' malloc arenas)
+    my ($heap, $anon, $name) = (0, 0, '');
+    for (split /\n/, slurp("/proc/$kids[0]/smaps")) {
+        if (/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/) {
+            $name = $1;
+        } elsif (/^Rss:\s+(\d+)/) {
+            $heap += $1 if $name eq '[heap]';
+            $anon += $1 if $name eq '';
+        }
+    }
+    return { pid => $kids[0], rss => $rss, hwm => $hwm, heap => $heap,
+             anon => $anon };
+}
+
+sub rss_redis_mem {
+    my ($port) = @_;
+    my $s = redis_connect($port) or die "connect redis: $!\n";
+    my ($used) = redis_call($s, 'INFO', 'memory') =~ /^used_memory:(\d+)/m;
+    return { used => int(($used // 0) / 1024),
+             keys => redis_call($s, 'DBSIZE') };
+}
+
+# the wrk script; markers: one file per thread, made when it has done
+# its share, so that the caller can stop wrk then (wrk itself would
+# wait for the end of -d)
+sub rss_lua {
+    my ($p) = @_;
+    my $wrong = join ",\n", map {
+        '"Basic ' . encode_base64("$CREATOR:wrong-$_", '') . '"'
+    } 1 .. 2000;
+    return <<"LUA";
+local A, C, B, S = "/a/$p->{a}", "/a/$p->{c}", "$p->{b}", "$p->{sub}"
+local basic = { Authorization = "$AUTH" }
+local bearer = { Authorization = "$p->{bearer}" }
+local wrong = {
+$wrong
+}
+local sizes = { 10, 200, 2000, 8000 }
+local bodies = {}
+for k, n in ipairs(sizes) do bodies[k] = string.rep("x", n) end
+local poll = A .. "/subscriptions/" .. B .. "/" .. S
+
+local share, marker, threads = 0, "", {}
+tid = 0    -- a global: setup() sets it in each thread
+function setup(thread)
+    table.insert(threads, thread)
+    thread:set("tid", #threads)
+end
+function init(args)
+    share = tonumber(args[1])
+    marker = args[2] .. "-" .. tid
+end
+
+local i, k, w, seq = 0, 0, 0, 0
+local kinds = {
+    function() return wrk.format("GET", A .. "/properties/name", basic) end,
+    function()
+        k = k % #sizes + 1
+        return wrk.format("PUT", A .. "/properties/p" .. k,
+            { Authorization = basic.Authorization,
+              ["Content-Type"] = "text/plain" }, bodies[k])
+    end,
+    function() return wrk.format("GET", A .. "/properties/p" .. k, basic) end,
+    function() return wrk.format("GET", A .. "/trust", basic) end,
+    function()
+        return wrk.format("GET", A .. "/trust/friend/" .. B, bearer)
+    end,
+    function() return wrk.format("GET", poll, bearer) end,
+    function() return wrk.format("GET", A .. "/meta") end,
+    function() return wrk.format("GET", A .. "/properties", basic) end,
+    function()
+        w = w % #wrong + 1
+        return wrk.format("GET", C .. "/properties/name",
+            { Authorization = wrong[w] })
+    end,
+    function()
+        return wrk.format("PUT", poll,
+            { Authorization = bearer.Authorization,
+              ["Content-Type"] = "application/json" },
+            '{"sequence":' .. seq .. '}')
+    end,
+}
+function request()
+    i = i % #kinds + 1
+    return kinds[i]()
+end
+
+counts, answered = {}, 0
+local stopped = false
+function response(status, headers, body)
+    counts[status] = (counts[status] or 0) + 1
+    answered = answered + 1
+    -- the newest sequence a poll showed: what the next clear clears
+    if body and string.find(body, '"sequence"', 1, true) then
+        for n in string.gmatch(body, '"sequence":(%d+)') do
+            n = tonumber(n)
+            if n > seq then seq = n end
+        end
+    end
+    if answered >= share and not stopped then
+        stopped = true
+        local f = io.open(marker, "w")
+        if f then f:close() end
+        wrk.thread:stop()
+    end
+end
+
+-- the answers of all threads, for the caller
+function done(summary, latency, requests)
+    for _, t in ipairs(threads) do
+        for status, n in pairs(t:get("counts")) do
+            io.write(string.format("status %d %d\\n", status, n))
+        end
+    end
+end
+LUA
+}
+
+# one slice: wrk until each thread has $share answers; returns
+# { requests, rps, counts => { status => n } }
+sub rss_slice {
+    my ($ngx, $lua, $n, $conns, $label) = @_;
+    my $share = int(($n + $THREADS - 1) / $THREADS);
+    my $marker = "$TMP/rss-$label.done";
+    my $log = "$TMP/rss-$label.wrk.txt";
+    # long enough for any slice; we stop wrk when the markers are there
+    my @cmd = ('wrk', "-t$THREADS", "-c$conns", '-d3600s', '--timeout',
+        '10s', '-s', $lua, "http://127.0.0.1:$ngx->{port}/", '--',
+        $share, $marker);
+    spew($log, "@cmd\n");
+    my $t0 = time;
+    my $pid = spawn('wrk', $log, @cmd);
+    while (alive($pid)) {
+        last if $THREADS == grep { -e "$marker-$_" } 1 .. $THREADS;
+        # a script that does not load: wrk goes on with GET / for -d
+        die "wrk: " . slurp($log) if slurp($log) =~ /\Q$lua\E:/;
+        sleep 0.05;
+    }
+    my $secs = time - $t0;
+    stop($pid, 'INT', 10);
+    delete $STATUS{$pid};
+    my $out = slurp($log);
+    my %counts;
+    $counts{$1} += $2 while $out =~ /^status (\d+) (\d+)$/mg;
+    my $total = 0;
+    $total += $_ for values %counts;
+    $total >= $n or die "wrk answered $total of $n requests:\n$out";
+    my $err = $out =~ /Socket errors: connect (\d+), read (\d+), write (\d+),
+                       \s timeout \s (\d+)/x ? $1 + $2 + $3 + $4 : 0;
+    # a tenth are the wrong passphrases (403, then 429 once the actor's
+    # derivations are used up); a tenth are polls of the one subscription
+    # from all connections, answered 409 when they keep colliding; the
+    # rest must succeed
+    my $bad = $err;
+    $bad += $counts{$_} for grep { !/^(200|204|403|409|429)$/ } keys %counts;
+    my $refused = ($counts{403} // 0) + ($counts{429} // 0);
+    $bad <= $total / 1000 && abs($refused - $total / 10) < $conns * 2
+        && ($counts{409} // 0) <= $total / 10 + $conns
+        or die "unexpected answers (" . join(', ', map { "$_: $counts{$_}" }
+            sort keys %counts) . ", $err socket errors):\n$out";
+    return { requests => $total, rps => $total / $secs,
+             counts => \%counts };
+}
+
+sub group_rss {
+    my ($module, $bin, $redis) = @_;
+    my $first = @NGINX;
+    my $b_port = free_port();
+    my $ngx = start_nginx('nginx-rss', $module, $bin, $redis,
+        subs_servers($b_port));
+    push @NGINX, $ngx;
+    my $abase = "http://127.0.0.1:$ngx->{port}/a";
+    my $bbase = "http://127.0.0.1:$b_port/b";
+    say_ "nginx on 127.0.0.1:$ngx->{port} (A) and 127.0.0.1:$b_port (B), "
+        . 'rss';
+
+    my ($a, $c) = create_actors($abase, 2, 1);
+    my ($bid) = create_actors($bbase, 1, 0);
+    my $http = {};
+    my $r = call($http, 'POST', "$abase/$a/trust", $AUTH,
+        encode_json({ url => "$bbase/$bid", relationship => 'friend' }), 201);
+    my $j = eval { decode_json($r->{content}) } // {};
+    $j->{approved} && $j->{peer_approved} && $j->{secret}
+        or die "trust $a -> $bid not approved at once: $r->{content}\n";
+    my $bearer = "Bearer $j->{secret}";
+    $r = call($http, 'POST', "$abase/$a/subscriptions/$bid", $bearer,
+        '{"target":"properties"}', 201);
+    my $sub = (eval { decode_json($r->{content}) } // {})->{subscriptionid}
+        // die "no subscriptionid: $r->{content}\n";
+    for my $k ('name', 1 .. 4) {
+        call($http, 'PUT', "$abase/$a/properties/" . ($k =~ /\d/ ? "p$k" : $k),
+            $AUTH, encode_json("v$k"), 204);
+    }
+    # each kind once, as wrk will send it
+    my $poll = "$abase/$a/subscriptions/$bid/$sub";
+    call($http, 'GET', "$abase/$a/trust", $AUTH, undef, 200);
+    call($http, 'GET', "$abase/$a/trust/friend/$bid", $bearer, undef, 200);
+    call($http, 'GET', "$abase/$a/meta", undef, undef, 200);
+    call($http, 'GET', "$abase/$a/properties", $AUTH, undef, 200);
+    $j = decode_json(call($http, 'GET', $poll, $bearer, undef, 200)
+        ->{content});
+    call($http, 'PUT', $poll, $bearer,
+        encode_json({ sequence => $j->{sequence} }), 204);
+    $http = {};
+
+    my $lua = "$TMP/rss.lua";
+    spew($lua, rss_lua({ a => $a, c => $c, b => $bid, sub => $sub,
+                         bearer => $bearer }));
+    my $slice = int($RSS_REQUESTS / $RSS_SLICES);
+    my @points = ([ 'setup', 0, undef, rss_worker_mem($ngx),
+                    rss_redis_mem($redis) ]);
+    say_ sprintf 'worker %d: VmRSS %d kB, VmHWM %d kB after setup',
+        @{ $points[0][3] }{qw(pid rss hwm)};
+    my ($done, %counts) = (0);
+    for my $s (1 .. $RSS_SLICES) {
+        my $w = rss_slice($ngx, $lua, $slice, $CONNS, $s);
+        $done += $w->{requests};
+        $counts{$_} += $w->{counts}{$_} for keys %{ $w->{counts} };
+        my $m = rss_worker_mem($ngx);
+        push @points, [ "slice $s", $done, $w->{rps}, $m,
+                        rss_redis_mem($redis) ];
+        say_ sprintf 'slice %d: %d requests, %.0f req/s, VmRSS %d kB, '
+            . 'VmHWM %d kB', $s, $done, $w->{rps}, $m->{rss}, $m->{hwm};
+    }
+    # and once more after a pause: what an idle worker keeps
+    sleep 2;
+    push @points, [ 'idle 2 s', $done, undef, rss_worker_mem($ngx),
+                    rss_redis_mem($redis) ];
+    # the subscription still answers, with what is left since the last
+    # clear
+    call({}, 'GET', $poll, $bearer, undef, 200);
+
+    stop_group();
+
+    my @rows;
+    my $prev;
+    for my $p (@points) {
+        my ($label, $n, $rps, $m, $rd) = @$p;
+        push @rows, [ $label, $n, defined $rps ? sprintf('%.0f', $rps) : '-',
+            $m->{rss}, $m->{hwm},
+            defined $prev ? sprintf('%+d', $m->{rss} - $prev) : '-',
+            $m->{heap}, $m->{anon}, $rd->{used}, $rd->{keys} ];
+        $prev = $m->{rss};
+    }
+    my $note = sprintf "One worker, %d wrk connections, %d slices of %d "
+        . "requests. Each cycle of ten: GET a property, PUT one of p1..p4 "
+        . "(10, 200, 2000, 8000 bytes), GET it, GET /trust (Basic), GET "
+        . "/trust/friend/<B> (B's Bearer), poll B's subscription (Bearer), "
+        . "GET /meta, GET /properties, a wrong passphrase on a second "
+        . "actor (2000 different ones), and a clear of the subscription "
+        . "up to the newest sequence seen. Answers: %s. RSS change: "
+        . "against the row above; heap: malloc's main heap, anon: other "
+        . "anonymous maps (thread stacks and arenas), both Rss from "
+        . "/proc/<pid>/smaps.\n", $CONNS, $RSS_SLICES, $slice,
+        join(', ', map { "$_: $counts{$_}" } sort keys %counts);
+    return { title => 'Worker memory over mixed requests, one worker',
+             head => \@RSS_HEAD, rows => \@rows, note => $note,
+             failed => [], problems => [ group_problems($first) ] };
+}
+
+# ---------------------------------------------------------------------------
 
 sub main {
     @ARGV >= 2 or usage();
@@ -2295,7 +2584,9 @@ sub main {
            'Property reads while peers are slow, one worker' ],
          [ peerops => \&group_peerops, 'Peer operations, one worker' ],
          [ subs => \&group_subs, 'Subscriptions, one worker' ],
-         [ delivery => \&group_delivery, 'Callback delivery, one worker' ])
+         [ delivery => \&group_delivery, 'Callback delivery, one worker' ],
+         [ rss => \&group_rss,
+           'Worker memory over mixed requests, one worker' ])
     {
         my ($g, $fn, $title) = @$_;
         next unless $want{$g};
