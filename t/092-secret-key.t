@@ -11,25 +11,10 @@ use ActingWeb::Test;
 use Digest::SHA ();
 use IO::Socket::INET ();
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
-}
 
 $ENV{TEST_NGINX_B_PORT} ||= free_port();
 
-my $peer = <<'CONF';
-    location = /_actingweb_peer {
-        internal;
-        proxy_pass $actingweb_peer_url;
-        proxy_pass_request_headers off;
-        proxy_set_header Authorization $actingweb_peer_authorization;
-        proxy_set_header Content-Type application/json;
-        subrequest_output_buffer_size 64k;
-    }
-CONF
+my $peer = peer_location();
 
 block_defaults(
     user_files => <<'FILES',

@@ -74,7 +74,7 @@ BEGIN {
 our @EXPORT = qw(
     run_tests no_actingweb_defaults captured basic_auth
     redis_cmd redis_key redis_keys redis_cleanup wait_for_server
-    block_defaults
+    block_defaults free_port peer_location
 );
 
 # Export our helpers, then let Test::Nginx::Socket export its API (and
@@ -229,6 +229,30 @@ sub block_defaults (@) {
 # For clients started from "--- init": the runner's own requests wait for
 # nginx to listen, theirs must too (nginx under valgrind starts slowly).
 # Returns the server port.
+# a free loopback port, for a second server whose port must stay the same
+# for the whole file (captured URLs name it)
+sub free_port {
+    require IO::Socket::INET;
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+        or die "no free port: $!";
+    return $s->sockport;
+}
+
+# the internal location peer calls go through, as docs/example.conf has it
+sub peer_location {
+    return <<'CONF';
+    location = /_actingweb_peer {
+        internal;
+        proxy_pass $actingweb_peer_url;
+        proxy_pass_request_headers off;
+        proxy_set_header Authorization $actingweb_peer_authorization;
+        proxy_set_header Content-Type application/json;
+        subrequest_output_buffer_size 64k;
+    }
+CONF
+}
+
 sub wait_for_server () {
     my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
     for (1 .. 400) {
