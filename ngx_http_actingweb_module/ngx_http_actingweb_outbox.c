@@ -42,6 +42,8 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
 #define NGX_HTTP_ACTINGWEB_BREAKER_FAILS      5
 #define NGX_HTTP_ACTINGWEB_RETRY_DELAY        1000
+#define NGX_HTTP_ACTINGWEB_TAGS_TTL           3600000   /* ms */
+#define NGX_HTTP_ACTINGWEB_TAGS_TTL_FAILED    60000
 
 
 typedef enum {
@@ -51,11 +53,27 @@ typedef enum {
 } ngx_http_actingweb_breaker_e;
 
 
+/* what the peer's /meta/actingweb/supported said about compression */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_TAGS_UNKNOWN = 0,
+    NGX_HTTP_ACTINGWEB_TAGS_FETCHING,
+    NGX_HTTP_ACTINGWEB_TAGS_PLAIN,
+    NGX_HTTP_ACTINGWEB_TAGS_GZIP             /* callbackcompression */
+} ngx_http_actingweb_tags_e;
+
+
+typedef struct ngx_http_actingweb_outbox_s  ngx_http_actingweb_outbox_t;
+
+
 typedef struct {
     ngx_queue_t                      queue;
+    ngx_queue_t                      waiting;    /* sends, for the tags */
+    ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_breaker_e     state;
+    ngx_http_actingweb_tags_e        tags;
     ngx_uint_t                       fails;
     ngx_msec_t                       until;      /* open until */
+    ngx_msec_t                       tags_until; /* known until */
     size_t                           len;
     u_char                           id[1];      /* peer id */
 } ngx_http_actingweb_peer_state_t;
@@ -68,16 +86,14 @@ typedef struct {
 } ngx_http_actingweb_candidate_t;
 
 
-typedef struct ngx_http_actingweb_outbox_s  ngx_http_actingweb_outbox_t;
-
-
 /* one subscription's callbacks, sent one after the other */
 typedef struct {
-    ngx_queue_t                      queue;      /* in ob->ready */
+    ngx_queue_t                      queue;      /* ready or waiting */
     ngx_queue_t                      all;        /* in ob->sends */
     ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_peer_state_t *peer;
     ngx_str_t                        url;
+    ngx_str_t                        baseuri;    /* url's start */
     ngx_str_t                        authorization;
     ngx_str_t                        member;     /* the actor URL */
     ngx_str_t                        subid;
@@ -171,6 +187,10 @@ static ngx_http_actingweb_peer_state_t *ngx_http_actingweb_outbox_peer(
 static void ngx_http_actingweb_outbox_breaker(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_peer_state_t *ps,
     ngx_uint_t ok, ngx_msec_t wait);
+static ngx_int_t ngx_http_actingweb_outbox_tags(
+    ngx_http_actingweb_peer_state_t *ps, ngx_str_t *baseuri);
+static void ngx_http_actingweb_outbox_tagged(void *data, ngx_int_t rc,
+    ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
@@ -1011,6 +1031,8 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     p = ngx_sprintf(p, "%V/callbacks/subscriptions/%V/%V", &baseuri,
                     &ctx->actor_id, &cl->subs[2 * (cl->i - 1)]);
     sd->url.len = p - sd->url.data;
+    sd->baseuri.data = sd->url.data;
+    sd->baseuri.len = baseuri.len;
     *p++ = '\0';
 
     sd->authorization.data = p;
@@ -1301,7 +1323,9 @@ ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
     }
 
     ps->len = id->len;
+    ps->outbox = ob;
     ngx_memcpy(ps->id, id->data, id->len);
+    ngx_queue_init(&ps->waiting);
     ngx_queue_insert_tail(&ob->peers, &ps->queue);
 
     return ps;
@@ -1387,6 +1411,21 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
             continue;
         }
 
+        if (ps->tags != NGX_HTTP_ACTINGWEB_TAGS_FETCHING
+            && (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_UNKNOWN
+                || (ngx_msec_int_t) (ps->tags_until - ngx_current_msec) <= 0)
+            && ngx_http_actingweb_outbox_tags(ps, &sd->baseuri) == NGX_OK)
+        {
+            ob->calls++;
+        }
+
+        if (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_FETCHING) {
+            /* back to ready when the peer's tags are known */
+            ngx_queue_insert_tail(&ps->waiting, &sd->queue);
+            sd->queued = 1;
+            continue;
+        }
+
         if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
             ps->state = NGX_HTTP_ACTINGWEB_BREAKER_PROBING;
         }
@@ -1397,6 +1436,7 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         post.authorization = sd->authorization;
         post.body = sd->bodies[sd->next];
         post.downgraded = sd->downgraded[sd->next];
+        post.gzip = (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_GZIP);
         post.timeout = amcf->callback_timeout;
         post.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
         post.handler = ngx_http_actingweb_outbox_sent;
@@ -1413,6 +1453,118 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
 
         ob->calls++;
     }
+}
+
+
+/*
+ * The peer's option tags: one GET of <baseuri>/meta/actingweb/supported
+ * per peer and worker, kept for an hour (a minute if it failed: plain
+ * bodies until then, which every receiver takes).
+ */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_tags(ngx_http_actingweb_peer_state_t *ps,
+    ngx_str_t *baseuri)
+{
+    u_char                          *p;
+    ngx_int_t                        rc;
+    ngx_http_actingweb_curl_post_t   get;
+
+    p = ngx_alloc(baseuri->len + sizeof("/meta/actingweb/supported"),
+                  ps->outbox->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&get, sizeof(ngx_http_actingweb_curl_post_t));
+
+    get.url.data = p;
+    get.url.len = ngx_sprintf(p, "%V/meta/actingweb/supported%Z", baseuri)
+                  - p - 1;
+    get.get = 1;
+    get.timeout = ps->outbox->amcf->callback_timeout;
+    get.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
+    get.handler = ngx_http_actingweb_outbox_tagged;
+    get.data = ps;
+
+    /* curl copies the URL */
+
+    rc = ngx_http_actingweb_curl_post(ps->outbox->amcf, &get);
+
+    ngx_free(p);
+
+    if (rc != NGX_OK) {
+        ps->tags = NGX_HTTP_ACTINGWEB_TAGS_PLAIN;
+        ps->tags_until = ngx_current_msec + NGX_HTTP_ACTINGWEB_TAGS_TTL_FAILED;
+        return NGX_ERROR;
+    }
+
+    ps->tags = NGX_HTTP_ACTINGWEB_TAGS_FETCHING;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_actingweb_outbox_tagged(void *data, ngx_int_t rc,
+    ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body)
+{
+    ngx_http_actingweb_peer_state_t *ps = data;
+
+    u_char                       *p, *last, *t;
+    ngx_queue_t                  *q;
+    ngx_http_actingweb_outbox_t  *ob;
+
+    ob = ps->outbox;
+    ob->calls--;
+
+    if (rc == NGX_ABORT) {
+        /* exiting: outbox_exit frees the waiting sends */
+        return;
+    }
+
+    ps->tags = NGX_HTTP_ACTINGWEB_TAGS_PLAIN;
+    ps->tags_until = ngx_current_msec + NGX_HTTP_ACTINGWEB_TAGS_TTL_FAILED;
+
+    if (rc == NGX_OK && status == 200) {
+        ps->tags_until = ngx_current_msec + NGX_HTTP_ACTINGWEB_TAGS_TTL;
+
+        /* "a,b,c" (maybe quoted, maybe with blanks) */
+
+        p = body->data;
+        last = p + body->len;
+
+        while (p < last) {
+            while (p < last && (*p == ',' || *p == ' ' || *p == '"'
+                                || *p == '\t' || *p == '\r' || *p == '\n'))
+            {
+                p++;
+            }
+
+            t = p;
+
+            while (p < last && *p != ',' && *p != ' ' && *p != '"'
+                   && *p != '\t' && *p != '\r' && *p != '\n')
+            {
+                p++;
+            }
+
+            if (p - t == sizeof("callbackcompression") - 1
+                && ngx_strncmp(t, "callbackcompression", p - t) == 0)
+            {
+                ps->tags = NGX_HTTP_ACTINGWEB_TAGS_GZIP;
+                break;
+            }
+        }
+    }
+
+    while (!ngx_queue_empty(&ps->waiting)) {
+        q = ngx_queue_head(&ps->waiting);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&ob->ready, q);
+    }
+
+    ngx_http_actingweb_outbox_pump(ob);
 }
 
 

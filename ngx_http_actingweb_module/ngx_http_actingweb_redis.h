@@ -215,6 +215,8 @@ typedef struct {
     ngx_msec_t                      timeout;
     size_t                          max_body;   /* of the answer kept */
     unsigned                        downgraded:1;  /* high sent as low */
+    unsigned                        gzip:1;     /* Content-Encoding: gzip */
+    unsigned                        get:1;      /* a GET, no body */
     ngx_http_actingweb_curl_pt      handler;
     void                           *data;
 } ngx_http_actingweb_curl_post_t;

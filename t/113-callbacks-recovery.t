@@ -24,12 +24,14 @@ sub free_port {
 
 $ENV{TEST_NGINX_B_PORT} ||= free_port();
 $ENV{TEST_NGINX_B_UP} ||= "/tmp/aw113-$$.up";
+$ENV{TEST_NGINX_B_LOG} ||= "/tmp/aw113-$$.log";
+unlink $ENV{TEST_NGINX_B_LOG};
 
 # B is up while this file exists
 open my $up, '>', $ENV{TEST_NGINX_B_UP} or die "$ENV{TEST_NGINX_B_UP}: $!";
 close $up;
 
-END { unlink $ENV{TEST_NGINX_B_UP} if $ENV{TEST_NGINX_B_UP} }
+END { unlink grep { defined } @ENV{qw(TEST_NGINX_B_UP TEST_NGINX_B_LOG)} }
 
 my $peer = <<'CONF';
     location = /_actingweb_peer {
@@ -46,9 +48,12 @@ block_defaults(
     http_config => <<"CONF",
     actingweb_peer_timeout 5s;
     actingweb_callback_circuit 1s;
+    log_format aw113 escape=none
+        '\$status \$request_method \$uri \$http_content_encoding';
     server {
         listen 127.0.0.1:\$TEST_NGINX_B_PORT;
         location /b/ {
+            access_log \$TEST_NGINX_B_LOG aw113;
             if (!-f \$TEST_NGINX_B_UP) {
                 return 503;
             }
@@ -111,6 +116,13 @@ sub status_like {
     return 0;
 }
 
+# B's log lines matching $re
+sub b_log {
+    my ($re) = @_;
+    open my $fh, '<', $ENV{TEST_NGINX_B_LOG} or return ();
+    return grep { /$re/ } map { chomp; $_ } <$fh>;
+}
+
 sub put {
     my ($name, $value) = @_;
     my $port = main::wait_for_server();
@@ -161,6 +173,14 @@ __DATA__
 main::put('k1', '1');
 my $l = main::applied_n(2);
 Test::More::is_deeply($l, ['0 baseline {}', '1 diff {"k1":1}'], 'applied');
+# B advertises callbackcompression: A asked once, then sent gzip
+Test::More::is_deeply([main::b_log(qr{/meta/})],
+    ["200 GET /b/" . main::captured('b') . "/meta/actingweb/supported "],
+    'the tags, fetched once');
+Test::More::is_deeply([main::b_log(qr{/callbacks/})],
+    ["204 POST /b/" . main::captured('b') . "/callbacks/subscriptions/"
+     . main::captured('a') . "/" . main::captured('sub') . " gzip"],
+    'the callback: gzip');
 --- request
 GET /status
 --- response_body_like eval
