@@ -16,7 +16,8 @@
  * taken over.  The claimed subscriptions are polled exactly as a client
  * polls them (ngx_http_actingweb_sub_refresh): new diffs are stored,
  * numbered and filtered by the same code, then the lease is released
- * (cb_release) and the new diffs are POSTed to the subscribers, one
+ * (cb_release) and the new diffs are POSTed to the subscribers (one
+ * POST per peer and change event: the most specific subscription's), one
  * subscription's in sequence order, at most actingweb_callback_concurrency
  * calls at a time per worker.  Delivery is at most once: the diffs stay
  * pollable whatever happens to a callback.
@@ -88,7 +89,7 @@ typedef struct {
 
 /* one subscription's callbacks, sent one after the other */
 typedef struct {
-    ngx_queue_t                      queue;      /* ready or waiting */
+    ngx_queue_t                      queue;      /* run, ready, waiting */
     ngx_queue_t                      all;        /* in ob->sends */
     ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_peer_state_t *peer;
@@ -99,7 +100,10 @@ typedef struct {
     ngx_str_t                        subid;
     ngx_str_t                       *bodies;
     ngx_uint_t                      *seqs;       /* per body; the first */
+    ngx_uint_t                      *events;     /* 2 per body: ms, n */
     u_char                          *downgraded; /* nok: answered 2xx */
+    ngx_uint_t                       specific;   /* subscription's depth */
+    ngx_uint_t                       order;      /* in the run */
     ngx_uint_t                       n;
     ngx_uint_t                       next;
     ngx_uint_t                       nok;
@@ -120,6 +124,7 @@ typedef struct {
     ngx_str_t                        pending;    /* event id claimed */
     ngx_str_t                        actor_url;
     ngx_str_t                       *subs;       /* subid, peer id, ... */
+    ngx_queue_t                      run;        /* this run's sends */
     ngx_uint_t                       nsubs;
     ngx_uint_t                       i;
 } ngx_http_actingweb_claim_t;
@@ -178,6 +183,10 @@ static void ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r,
 static ngx_int_t ngx_http_actingweb_outbox_payload(ngx_http_request_t *r,
     cJSON *rec, cJSON *entry, ngx_str_t *url, ngx_str_t *out,
     u_char *downgraded);
+static void ngx_http_actingweb_outbox_dedup(ngx_http_actingweb_claim_t *cl);
+static ngx_uint_t ngx_http_actingweb_outbox_wins(
+    ngx_http_actingweb_sends_t *sd, ngx_http_actingweb_sends_t *other,
+    ngx_uint_t i);
 static void ngx_http_actingweb_outbox_release(ngx_http_request_t *r);
 static void ngx_http_actingweb_outbox_released(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
@@ -597,6 +606,7 @@ ngx_http_actingweb_outbox_request(ngx_http_actingweb_outbox_t *ob,
     cl->ctx.actor_id.len = id->len;
     cl->ctx.nsegs = 1;
     cl->ctx.worker = 1;
+    ngx_queue_init(&cl->run);
     cl->request = r;
     cl->outbox = ob;
 
@@ -929,6 +939,7 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
 static void
 ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
 {
+    ngx_queue_t                 *q;
     ngx_http_actingweb_ctx_t    *ctx;
     ngx_http_actingweb_claim_t  *cl;
 
@@ -948,6 +959,18 @@ ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
         cl->i++;
     }
 
+    /* every subscription polled: this run's callbacks go */
+
+    ngx_http_actingweb_outbox_dedup(cl);
+
+    while (!ngx_queue_empty(&cl->run)) {
+        q = ngx_queue_head(&cl->run);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&cl->outbox->ready, q);
+    }
+
+    ngx_http_actingweb_outbox_pump(cl->outbox);
+
     ngx_http_actingweb_outbox_release(r);
 }
 
@@ -959,13 +982,17 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     u_char                          *p;
     cJSON                           *entry, *seq;
     size_t                           len;
-    ngx_str_t                        peer, baseuri, secret, url, *body;
+    ngx_int_t                        ms, en;
+    ngx_str_t                        peer, baseuri, secret, url, *body, s;
     ngx_uint_t                       n, i;
     ngx_http_actingweb_ctx_t        *ctx;
     ngx_http_actingweb_claim_t      *cl;
     ngx_http_actingweb_sends_t      *sd;
     ngx_http_actingweb_outbox_t     *ob;
     ngx_http_actingweb_main_conf_t  *amcf;
+    static const char               *specific[] = {
+        "target", "subtarget", "resource"
+    };
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
@@ -1004,7 +1031,7 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     len = sizeof(ngx_http_actingweb_sends_t) + baseuri.len
           + sizeof("/callbacks/subscriptions//") + ctx->actor_id.len
           + cl->subs[2 * (cl->i - 1)].len + sizeof("Bearer ") + secret.len
-          + peer.len + n * (sizeof(ngx_str_t) + sizeof(ngx_uint_t) + 1)
+          + peer.len + n * (sizeof(ngx_str_t) + 3 * sizeof(ngx_uint_t) + 1)
           + cl->member.len + cl->subs[2 * (cl->i - 1)].len;
 
     sd = ngx_calloc(len, ob->log);
@@ -1016,7 +1043,8 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     ngx_queue_insert_tail(&ob->sends, &sd->all);
     sd->bodies = (ngx_str_t *) (sd + 1);
     sd->seqs = (ngx_uint_t *) (sd->bodies + n);
-    sd->downgraded = (u_char *) (sd->seqs + n);
+    sd->events = sd->seqs + n;
+    sd->downgraded = (u_char *) (sd->events + 2 * n);
 
     p = sd->downgraded + n;
     sd->member.data = p;
@@ -1040,6 +1068,22 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     sd->authorization.len = p - sd->authorization.data;
 
     sd->peer = ngx_http_actingweb_outbox_peer(ob, &peer);
+
+    sd->order = cl->i;
+
+    /* properties < properties/x < properties/x/y: the deeper one wins */
+
+    for (i = 0; i < 3; i++) {
+        if (ngx_http_actingweb_json_str(rec, specific[i], &s)
+            == NGX_OK && s.len)
+        {
+            sd->specific++;
+
+            for (p = s.data; p < s.data + s.len; p++) {
+                sd->specific += (*p == '/');
+            }
+        }
+    }
 
     i = 0;
 
@@ -1077,6 +1121,21 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
 
         sd->seqs[i] = (ngx_uint_t) seq->valuedouble;
 
+        /* the event as two numbers: "<ms>-<n>" */
+
+        if (ngx_http_actingweb_json_str(entry, NGX_HTTP_ACTINGWEB_SUB_EVENT,
+                                        &s) == NGX_OK
+            && (p = ngx_strlchr(s.data, s.data + s.len, '-')) != NULL)
+        {
+            ms = ngx_atoi(s.data, p - s.data);
+            en = ngx_atoi(p + 1, s.data + s.len - p - 1);
+
+            if (ms != NGX_ERROR && en != NGX_ERROR) {
+                sd->events[2 * i] = ms;
+                sd->events[2 * i + 1] = en;
+            }
+        }
+
         ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH);
         i++;
     }
@@ -1094,10 +1153,10 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     sd->retry.log = ob->log;
     sd->retry.cancelable = 1;
 
-    ngx_queue_insert_tail(&ob->ready, &sd->queue);
-    sd->queued = 1;
+    /* ready when the run has polled every subscription */
 
-    ngx_http_actingweb_outbox_pump(ob);
+    ngx_queue_insert_tail(&cl->run, &sd->queue);
+    sd->queued = 1;
 
 next:
 
@@ -1148,7 +1207,9 @@ ngx_http_actingweb_outbox_payload(ngx_http_request_t *r, cJSON *rec,
     }
 
     cJSON_ArrayForEach(item, entry) {
-        if (ngx_strcmp(item->string, "data") != 0) {
+        if (ngx_strcmp(item->string, "data") != 0
+            && ngx_strcmp(item->string, NGX_HTTP_ACTINGWEB_SUB_EVENT) != 0)
+        {
             cJSON_AddItemReferenceToObject(cb, item->string, item);
         }
     }
@@ -1217,6 +1278,96 @@ ngx_http_actingweb_outbox_payload(ngx_http_request_t *r, cJSON *rec,
     }
 
     return ngx_http_actingweb_json_print(r, cb, out);
+}
+
+
+/*
+ * One POST per peer and change (the spec: no duplicate callbacks, the
+ * most specific subscription wins): a body whose event another of the
+ * run's subscriptions of the same peer also has, and wins, is not sent.
+ * Its diff stays pollable, and uncleared.
+ */
+
+static void
+ngx_http_actingweb_outbox_dedup(ngx_http_actingweb_claim_t *cl)
+{
+    ngx_uint_t                   i, j, drop;
+    ngx_queue_t                 *q, *o, *next;
+    ngx_http_actingweb_sends_t  *sd, *other;
+
+    for (q = ngx_queue_head(&cl->run);
+         q != ngx_queue_sentinel(&cl->run);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+
+        for (i = 0, j = 0; i < sd->n; i++) {
+            drop = 0;
+
+            for (o = ngx_queue_head(&cl->run);
+                 o != ngx_queue_sentinel(&cl->run) && !drop;
+                 o = ngx_queue_next(o))
+            {
+                other = ngx_queue_data(o, ngx_http_actingweb_sends_t, queue);
+
+                drop = (other != sd && other->peer == sd->peer
+                        && ngx_http_actingweb_outbox_wins(sd, other, i));
+            }
+
+            if (drop) {
+                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->outbox->log, 0,
+                               "actingweb: callback %V/%ui: a more specific "
+                               "subscription has it", &sd->subid,
+                               sd->seqs[i]);
+
+                ngx_free(sd->bodies[i].data);
+                ngx_http_actingweb_metric_add(cl->outbox->amcf,
+                                       NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH, -1);
+                continue;
+            }
+
+            sd->bodies[j] = sd->bodies[i];
+            sd->seqs[j] = sd->seqs[i];
+            sd->events[2 * j] = sd->events[2 * i];
+            sd->events[2 * j + 1] = sd->events[2 * i + 1];
+            sd->downgraded[j] = sd->downgraded[i];
+            j++;
+        }
+
+        sd->n = j;
+
+        if (sd->n == 0) {
+            ngx_http_actingweb_outbox_sends_free(sd);
+        }
+    }
+}
+
+
+/* other has body i's event too, and is more specific (or as, and first) */
+
+static ngx_uint_t
+ngx_http_actingweb_outbox_wins(ngx_http_actingweb_sends_t *sd,
+    ngx_http_actingweb_sends_t *other, ngx_uint_t i)
+{
+    ngx_uint_t  j;
+
+    if (sd->events[2 * i] == 0
+        || other->specific < sd->specific
+        || (other->specific == sd->specific && other->order > sd->order))
+    {
+        return 0;
+    }
+
+    for (j = 0; j < other->n; j++) {
+        if (other->events[2 * j] == sd->events[2 * i]
+            && other->events[2 * j + 1] == sd->events[2 * i + 1])
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
