@@ -8,9 +8,10 @@
  * a connection structure around each fd so the event module can watch it.
  * Events are level-triggered, as for Redis.
  *
- * A transfer is a POST with its own timeout, only http and https, no
- * redirects; the answer's status, Retry-After and at most max_body bytes
- * of body go to the owner's handler.  curl keeps one connection cache for
+ * A transfer is a POST (its body gzip-encoded if asked) or a GET with its
+ * own timeout, only http and https, no redirects; the answer's status,
+ * Retry-After and at most max_body bytes of body go to the owner's
+ * handler.  curl keeps one connection cache for
  * the worker, so calls to the same peer reuse connections.  Each transfer
  * holds a non-cancelable guard timer: a graceful shutdown or a reload
  * waits for the calls in flight (at most their timeout) instead of
@@ -21,6 +22,7 @@
 #include "ngx_http_actingweb_redis.h"
 
 #include <curl/curl.h>
+#include <zlib.h>
 
 
 struct ngx_http_actingweb_curl_s {
@@ -63,6 +65,8 @@ static size_t ngx_http_actingweb_curl_write(char *ptr, size_t size,
 static size_t ngx_http_actingweb_curl_header(char *ptr, size_t size,
     size_t nmemb, void *userdata);
 static void ngx_http_actingweb_curl_guard(ngx_event_t *ev);
+static ngx_int_t ngx_http_actingweb_curl_gzip(ngx_log_t *log, ngx_str_t *in,
+    ngx_str_t *out);
 static void ngx_http_actingweb_curl_finish(ngx_http_actingweb_curl_xfer_t *x,
     ngx_int_t rc, ngx_uint_t status);
 
@@ -336,6 +340,7 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
 {
     u_char                          *hdr;
     CURL                            *easy;
+    ngx_str_t                        body;
     struct curl_slist               *l;
     ngx_http_actingweb_curl_t       *cu;
     ngx_http_actingweb_curl_xfer_t  *x;
@@ -362,7 +367,8 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
     x->data = p->data;
     x->max_body = p->max_body;
 
-    l = curl_slist_append(NULL, "Content-Type: application/json");
+    l = curl_slist_append(NULL, p->get ? "Accept: text/plain"
+                                       : "Content-Type: application/json");
     x->headers = l;
 
     /* no "Expect: 100-continue" round trip for larger bodies */
@@ -385,6 +391,13 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
         l = curl_slist_append(l, "X-ActingWeb-Granularity-Downgraded: true");
     }
 
+    body = p->body;
+
+    if (l && p->gzip) {
+        l = (ngx_http_actingweb_curl_gzip(cu->log, &p->body, &body) == NGX_OK)
+            ? curl_slist_append(l, "Content-Encoding: gzip") : NULL;
+    }
+
     if (l == NULL
         || curl_easy_setopt(easy, CURLOPT_URL, (char *) p->url.data)
            != CURLE_OK)
@@ -393,9 +406,21 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
     }
 
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, x->headers);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t) p->body.len);
-    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, (char *) p->body.data);
+
+    if (p->get) {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+
+    } else {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t) body.len);
+        curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, (char *) body.data);
+    }
+
+    if (body.data != p->body.data) {
+        ngx_free(body.data);
+        body = p->body;
+    }
+
 #if (LIBCURL_VERSION_NUM >= 0x075500)
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -434,6 +459,10 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
     return NGX_OK;
 
 failed:
+
+    if (body.data != p->body.data) {
+        ngx_free(body.data);
+    }
 
     curl_slist_free_all(x->headers);
     curl_easy_cleanup(easy);
@@ -519,6 +548,56 @@ ngx_http_actingweb_curl_header(char *ptr, size_t size, size_t nmemb,
     }
 
     return n;
+}
+
+
+/* a gzip member (RFC 1952) of the body, malloc'ed */
+
+static ngx_int_t
+ngx_http_actingweb_curl_gzip(ngx_log_t *log, ngx_str_t *in, ngx_str_t *out)
+{
+    int        rc;
+    u_char    *p;
+    size_t     n;
+    z_stream   zs;
+
+    ngx_memzero(&zs, sizeof(z_stream));
+
+    /* 16 + window bits: a gzip header and trailer around the deflate */
+
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, MAX_WBITS + 16,
+                     8, Z_DEFAULT_STRATEGY)
+        != Z_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    n = deflateBound(&zs, in->len);
+
+    p = ngx_alloc(n, log);
+    if (p == NULL) {
+        deflateEnd(&zs);
+        return NGX_ERROR;
+    }
+
+    zs.next_in = in->data;
+    zs.avail_in = in->len;
+    zs.next_out = p;
+    zs.avail_out = n;
+
+    rc = deflate(&zs, Z_FINISH);
+    n = zs.total_out;
+    deflateEnd(&zs);
+
+    if (rc != Z_STREAM_END) {
+        ngx_free(p);
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    out->len = n;
+
+    return NGX_OK;
 }
 
 

@@ -16,7 +16,8 @@
  * taken over.  The claimed subscriptions are polled exactly as a client
  * polls them (ngx_http_actingweb_sub_refresh): new diffs are stored,
  * numbered and filtered by the same code, then the lease is released
- * (cb_release) and the new diffs are POSTed to the subscribers, one
+ * (cb_release) and the new diffs are POSTed to the subscribers (one
+ * POST per peer and change event: the most specific subscription's), one
  * subscription's in sequence order, at most actingweb_callback_concurrency
  * calls at a time per worker.  Delivery is at most once: the diffs stay
  * pollable whatever happens to a callback.
@@ -42,6 +43,8 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
 #define NGX_HTTP_ACTINGWEB_BREAKER_FAILS      5
 #define NGX_HTTP_ACTINGWEB_RETRY_DELAY        1000
+#define NGX_HTTP_ACTINGWEB_TAGS_TTL           3600000   /* ms */
+#define NGX_HTTP_ACTINGWEB_TAGS_TTL_FAILED    60000
 
 
 typedef enum {
@@ -51,11 +54,27 @@ typedef enum {
 } ngx_http_actingweb_breaker_e;
 
 
+/* what the peer's /meta/actingweb/supported said about compression */
+typedef enum {
+    NGX_HTTP_ACTINGWEB_TAGS_UNKNOWN = 0,
+    NGX_HTTP_ACTINGWEB_TAGS_FETCHING,
+    NGX_HTTP_ACTINGWEB_TAGS_PLAIN,
+    NGX_HTTP_ACTINGWEB_TAGS_GZIP             /* callbackcompression */
+} ngx_http_actingweb_tags_e;
+
+
+typedef struct ngx_http_actingweb_outbox_s  ngx_http_actingweb_outbox_t;
+
+
 typedef struct {
     ngx_queue_t                      queue;
+    ngx_queue_t                      waiting;    /* sends, for the tags */
+    ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_breaker_e     state;
+    ngx_http_actingweb_tags_e        tags;
     ngx_uint_t                       fails;
     ngx_msec_t                       until;      /* open until */
+    ngx_msec_t                       tags_until; /* known until */
     size_t                           len;
     u_char                           id[1];      /* peer id */
 } ngx_http_actingweb_peer_state_t;
@@ -68,22 +87,23 @@ typedef struct {
 } ngx_http_actingweb_candidate_t;
 
 
-typedef struct ngx_http_actingweb_outbox_s  ngx_http_actingweb_outbox_t;
-
-
 /* one subscription's callbacks, sent one after the other */
 typedef struct {
-    ngx_queue_t                      queue;      /* in ob->ready */
+    ngx_queue_t                      queue;      /* run, ready, waiting */
     ngx_queue_t                      all;        /* in ob->sends */
     ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_peer_state_t *peer;
     ngx_str_t                        url;
+    ngx_str_t                        baseuri;    /* url's start */
     ngx_str_t                        authorization;
     ngx_str_t                        member;     /* the actor URL */
     ngx_str_t                        subid;
     ngx_str_t                       *bodies;
     ngx_uint_t                      *seqs;       /* per body; the first */
+    ngx_uint_t                      *events;     /* 2 per body: ms, n */
     u_char                          *downgraded; /* nok: answered 2xx */
+    ngx_uint_t                       specific;   /* subscription's depth */
+    ngx_uint_t                       order;      /* in the run */
     ngx_uint_t                       n;
     ngx_uint_t                       next;
     ngx_uint_t                       nok;
@@ -104,6 +124,7 @@ typedef struct {
     ngx_str_t                        pending;    /* event id claimed */
     ngx_str_t                        actor_url;
     ngx_str_t                       *subs;       /* subid, peer id, ... */
+    ngx_queue_t                      run;        /* this run's sends */
     ngx_uint_t                       nsubs;
     ngx_uint_t                       i;
 } ngx_http_actingweb_claim_t;
@@ -162,6 +183,10 @@ static void ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r,
 static ngx_int_t ngx_http_actingweb_outbox_payload(ngx_http_request_t *r,
     cJSON *rec, cJSON *entry, ngx_str_t *url, ngx_str_t *out,
     u_char *downgraded);
+static void ngx_http_actingweb_outbox_dedup(ngx_http_actingweb_claim_t *cl);
+static ngx_uint_t ngx_http_actingweb_outbox_wins(
+    ngx_http_actingweb_sends_t *sd, ngx_http_actingweb_sends_t *other,
+    ngx_uint_t i);
 static void ngx_http_actingweb_outbox_release(ngx_http_request_t *r);
 static void ngx_http_actingweb_outbox_released(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
@@ -171,6 +196,10 @@ static ngx_http_actingweb_peer_state_t *ngx_http_actingweb_outbox_peer(
 static void ngx_http_actingweb_outbox_breaker(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_peer_state_t *ps,
     ngx_uint_t ok, ngx_msec_t wait);
+static ngx_int_t ngx_http_actingweb_outbox_tags(
+    ngx_http_actingweb_peer_state_t *ps, ngx_str_t *baseuri);
+static void ngx_http_actingweb_outbox_tagged(void *data, ngx_int_t rc,
+    ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
@@ -577,6 +606,7 @@ ngx_http_actingweb_outbox_request(ngx_http_actingweb_outbox_t *ob,
     cl->ctx.actor_id.len = id->len;
     cl->ctx.nsegs = 1;
     cl->ctx.worker = 1;
+    ngx_queue_init(&cl->run);
     cl->request = r;
     cl->outbox = ob;
 
@@ -909,6 +939,7 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
 static void
 ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
 {
+    ngx_queue_t                 *q;
     ngx_http_actingweb_ctx_t    *ctx;
     ngx_http_actingweb_claim_t  *cl;
 
@@ -928,6 +959,18 @@ ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
         cl->i++;
     }
 
+    /* every subscription polled: this run's callbacks go */
+
+    ngx_http_actingweb_outbox_dedup(cl);
+
+    while (!ngx_queue_empty(&cl->run)) {
+        q = ngx_queue_head(&cl->run);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&cl->outbox->ready, q);
+    }
+
+    ngx_http_actingweb_outbox_pump(cl->outbox);
+
     ngx_http_actingweb_outbox_release(r);
 }
 
@@ -939,13 +982,17 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     u_char                          *p;
     cJSON                           *entry, *seq;
     size_t                           len;
-    ngx_str_t                        peer, baseuri, secret, url, *body;
+    ngx_int_t                        ms, en;
+    ngx_str_t                        peer, baseuri, secret, url, *body, s;
     ngx_uint_t                       n, i;
     ngx_http_actingweb_ctx_t        *ctx;
     ngx_http_actingweb_claim_t      *cl;
     ngx_http_actingweb_sends_t      *sd;
     ngx_http_actingweb_outbox_t     *ob;
     ngx_http_actingweb_main_conf_t  *amcf;
+    static const char               *specific[] = {
+        "target", "subtarget", "resource"
+    };
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
@@ -984,7 +1031,7 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     len = sizeof(ngx_http_actingweb_sends_t) + baseuri.len
           + sizeof("/callbacks/subscriptions//") + ctx->actor_id.len
           + cl->subs[2 * (cl->i - 1)].len + sizeof("Bearer ") + secret.len
-          + peer.len + n * (sizeof(ngx_str_t) + sizeof(ngx_uint_t) + 1)
+          + peer.len + n * (sizeof(ngx_str_t) + 3 * sizeof(ngx_uint_t) + 1)
           + cl->member.len + cl->subs[2 * (cl->i - 1)].len;
 
     sd = ngx_calloc(len, ob->log);
@@ -996,7 +1043,8 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     ngx_queue_insert_tail(&ob->sends, &sd->all);
     sd->bodies = (ngx_str_t *) (sd + 1);
     sd->seqs = (ngx_uint_t *) (sd->bodies + n);
-    sd->downgraded = (u_char *) (sd->seqs + n);
+    sd->events = sd->seqs + n;
+    sd->downgraded = (u_char *) (sd->events + 2 * n);
 
     p = sd->downgraded + n;
     sd->member.data = p;
@@ -1011,6 +1059,8 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     p = ngx_sprintf(p, "%V/callbacks/subscriptions/%V/%V", &baseuri,
                     &ctx->actor_id, &cl->subs[2 * (cl->i - 1)]);
     sd->url.len = p - sd->url.data;
+    sd->baseuri.data = sd->url.data;
+    sd->baseuri.len = baseuri.len;
     *p++ = '\0';
 
     sd->authorization.data = p;
@@ -1018,6 +1068,22 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     sd->authorization.len = p - sd->authorization.data;
 
     sd->peer = ngx_http_actingweb_outbox_peer(ob, &peer);
+
+    sd->order = cl->i;
+
+    /* properties < properties/x < properties/x/y: the deeper one wins */
+
+    for (i = 0; i < 3; i++) {
+        if (ngx_http_actingweb_json_str(rec, specific[i], &s)
+            == NGX_OK && s.len)
+        {
+            sd->specific++;
+
+            for (p = s.data; p < s.data + s.len; p++) {
+                sd->specific += (*p == '/');
+            }
+        }
+    }
 
     i = 0;
 
@@ -1055,6 +1121,21 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
 
         sd->seqs[i] = (ngx_uint_t) seq->valuedouble;
 
+        /* the event as two numbers: "<ms>-<n>" */
+
+        if (ngx_http_actingweb_json_str(entry, NGX_HTTP_ACTINGWEB_SUB_EVENT,
+                                        &s) == NGX_OK
+            && (p = ngx_strlchr(s.data, s.data + s.len, '-')) != NULL)
+        {
+            ms = ngx_atoi(s.data, p - s.data);
+            en = ngx_atoi(p + 1, s.data + s.len - p - 1);
+
+            if (ms != NGX_ERROR && en != NGX_ERROR) {
+                sd->events[2 * i] = ms;
+                sd->events[2 * i + 1] = en;
+            }
+        }
+
         ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH);
         i++;
     }
@@ -1072,10 +1153,10 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     sd->retry.log = ob->log;
     sd->retry.cancelable = 1;
 
-    ngx_queue_insert_tail(&ob->ready, &sd->queue);
-    sd->queued = 1;
+    /* ready when the run has polled every subscription */
 
-    ngx_http_actingweb_outbox_pump(ob);
+    ngx_queue_insert_tail(&cl->run, &sd->queue);
+    sd->queued = 1;
 
 next:
 
@@ -1126,7 +1207,9 @@ ngx_http_actingweb_outbox_payload(ngx_http_request_t *r, cJSON *rec,
     }
 
     cJSON_ArrayForEach(item, entry) {
-        if (ngx_strcmp(item->string, "data") != 0) {
+        if (ngx_strcmp(item->string, "data") != 0
+            && ngx_strcmp(item->string, NGX_HTTP_ACTINGWEB_SUB_EVENT) != 0)
+        {
             cJSON_AddItemReferenceToObject(cb, item->string, item);
         }
     }
@@ -1195,6 +1278,96 @@ ngx_http_actingweb_outbox_payload(ngx_http_request_t *r, cJSON *rec,
     }
 
     return ngx_http_actingweb_json_print(r, cb, out);
+}
+
+
+/*
+ * One POST per peer and change (the spec: no duplicate callbacks, the
+ * most specific subscription wins): a body whose event another of the
+ * run's subscriptions of the same peer also has, and wins, is not sent.
+ * Its diff stays pollable, and uncleared.
+ */
+
+static void
+ngx_http_actingweb_outbox_dedup(ngx_http_actingweb_claim_t *cl)
+{
+    ngx_uint_t                   i, j, drop;
+    ngx_queue_t                 *q, *o, *next;
+    ngx_http_actingweb_sends_t  *sd, *other;
+
+    for (q = ngx_queue_head(&cl->run);
+         q != ngx_queue_sentinel(&cl->run);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+
+        for (i = 0, j = 0; i < sd->n; i++) {
+            drop = 0;
+
+            for (o = ngx_queue_head(&cl->run);
+                 o != ngx_queue_sentinel(&cl->run) && !drop;
+                 o = ngx_queue_next(o))
+            {
+                other = ngx_queue_data(o, ngx_http_actingweb_sends_t, queue);
+
+                drop = (other != sd && other->peer == sd->peer
+                        && ngx_http_actingweb_outbox_wins(sd, other, i));
+            }
+
+            if (drop) {
+                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->outbox->log, 0,
+                               "actingweb: callback %V/%ui: a more specific "
+                               "subscription has it", &sd->subid,
+                               sd->seqs[i]);
+
+                ngx_free(sd->bodies[i].data);
+                ngx_http_actingweb_metric_add(cl->outbox->amcf,
+                                       NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH, -1);
+                continue;
+            }
+
+            sd->bodies[j] = sd->bodies[i];
+            sd->seqs[j] = sd->seqs[i];
+            sd->events[2 * j] = sd->events[2 * i];
+            sd->events[2 * j + 1] = sd->events[2 * i + 1];
+            sd->downgraded[j] = sd->downgraded[i];
+            j++;
+        }
+
+        sd->n = j;
+
+        if (sd->n == 0) {
+            ngx_http_actingweb_outbox_sends_free(sd);
+        }
+    }
+}
+
+
+/* other has body i's event too, and is more specific (or as, and first) */
+
+static ngx_uint_t
+ngx_http_actingweb_outbox_wins(ngx_http_actingweb_sends_t *sd,
+    ngx_http_actingweb_sends_t *other, ngx_uint_t i)
+{
+    ngx_uint_t  j;
+
+    if (sd->events[2 * i] == 0
+        || other->specific < sd->specific
+        || (other->specific == sd->specific && other->order > sd->order))
+    {
+        return 0;
+    }
+
+    for (j = 0; j < other->n; j++) {
+        if (other->events[2 * j] == sd->events[2 * i]
+            && other->events[2 * j + 1] == sd->events[2 * i + 1])
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -1301,7 +1474,9 @@ ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
     }
 
     ps->len = id->len;
+    ps->outbox = ob;
     ngx_memcpy(ps->id, id->data, id->len);
+    ngx_queue_init(&ps->waiting);
     ngx_queue_insert_tail(&ob->peers, &ps->queue);
 
     return ps;
@@ -1387,6 +1562,21 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
             continue;
         }
 
+        if (ps->tags != NGX_HTTP_ACTINGWEB_TAGS_FETCHING
+            && (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_UNKNOWN
+                || (ngx_msec_int_t) (ps->tags_until - ngx_current_msec) <= 0)
+            && ngx_http_actingweb_outbox_tags(ps, &sd->baseuri) == NGX_OK)
+        {
+            ob->calls++;
+        }
+
+        if (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_FETCHING) {
+            /* back to ready when the peer's tags are known */
+            ngx_queue_insert_tail(&ps->waiting, &sd->queue);
+            sd->queued = 1;
+            continue;
+        }
+
         if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
             ps->state = NGX_HTTP_ACTINGWEB_BREAKER_PROBING;
         }
@@ -1397,6 +1587,7 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         post.authorization = sd->authorization;
         post.body = sd->bodies[sd->next];
         post.downgraded = sd->downgraded[sd->next];
+        post.gzip = (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_GZIP);
         post.timeout = amcf->callback_timeout;
         post.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
         post.handler = ngx_http_actingweb_outbox_sent;
@@ -1413,6 +1604,118 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
 
         ob->calls++;
     }
+}
+
+
+/*
+ * The peer's option tags: one GET of <baseuri>/meta/actingweb/supported
+ * per peer and worker, kept for an hour (a minute if it failed: plain
+ * bodies until then, which every receiver takes).
+ */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_tags(ngx_http_actingweb_peer_state_t *ps,
+    ngx_str_t *baseuri)
+{
+    u_char                          *p;
+    ngx_int_t                        rc;
+    ngx_http_actingweb_curl_post_t   get;
+
+    p = ngx_alloc(baseuri->len + sizeof("/meta/actingweb/supported"),
+                  ps->outbox->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&get, sizeof(ngx_http_actingweb_curl_post_t));
+
+    get.url.data = p;
+    get.url.len = ngx_sprintf(p, "%V/meta/actingweb/supported%Z", baseuri)
+                  - p - 1;
+    get.get = 1;
+    get.timeout = ps->outbox->amcf->callback_timeout;
+    get.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
+    get.handler = ngx_http_actingweb_outbox_tagged;
+    get.data = ps;
+
+    /* curl copies the URL */
+
+    rc = ngx_http_actingweb_curl_post(ps->outbox->amcf, &get);
+
+    ngx_free(p);
+
+    if (rc != NGX_OK) {
+        ps->tags = NGX_HTTP_ACTINGWEB_TAGS_PLAIN;
+        ps->tags_until = ngx_current_msec + NGX_HTTP_ACTINGWEB_TAGS_TTL_FAILED;
+        return NGX_ERROR;
+    }
+
+    ps->tags = NGX_HTTP_ACTINGWEB_TAGS_FETCHING;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_actingweb_outbox_tagged(void *data, ngx_int_t rc,
+    ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body)
+{
+    ngx_http_actingweb_peer_state_t *ps = data;
+
+    u_char                       *p, *last, *t;
+    ngx_queue_t                  *q;
+    ngx_http_actingweb_outbox_t  *ob;
+
+    ob = ps->outbox;
+    ob->calls--;
+
+    if (rc == NGX_ABORT) {
+        /* exiting: outbox_exit frees the waiting sends */
+        return;
+    }
+
+    ps->tags = NGX_HTTP_ACTINGWEB_TAGS_PLAIN;
+    ps->tags_until = ngx_current_msec + NGX_HTTP_ACTINGWEB_TAGS_TTL_FAILED;
+
+    if (rc == NGX_OK && status == 200) {
+        ps->tags_until = ngx_current_msec + NGX_HTTP_ACTINGWEB_TAGS_TTL;
+
+        /* "a,b,c" (maybe quoted, maybe with blanks) */
+
+        p = body->data;
+        last = p + body->len;
+
+        while (p < last) {
+            while (p < last && (*p == ',' || *p == ' ' || *p == '"'
+                                || *p == '\t' || *p == '\r' || *p == '\n'))
+            {
+                p++;
+            }
+
+            t = p;
+
+            while (p < last && *p != ',' && *p != ' ' && *p != '"'
+                   && *p != '\t' && *p != '\r' && *p != '\n')
+            {
+                p++;
+            }
+
+            if (p - t == sizeof("callbackcompression") - 1
+                && ngx_strncmp(t, "callbackcompression", p - t) == 0)
+            {
+                ps->tags = NGX_HTTP_ACTINGWEB_TAGS_GZIP;
+                break;
+            }
+        }
+    }
+
+    while (!ngx_queue_empty(&ps->waiting)) {
+        q = ngx_queue_head(&ps->waiting);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&ob->ready, q);
+    }
+
+    ngx_http_actingweb_outbox_pump(ob);
 }
 
 

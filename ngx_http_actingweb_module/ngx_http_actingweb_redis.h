@@ -143,6 +143,10 @@ ngx_int_t ngx_http_actingweb_cluster_connected(
 ngx_uint_t ngx_http_actingweb_cluster_slot(u_char *key, size_t len);
 
 /* subscriptions.c: a poll for callback delivery (outbox.c) */
+
+/* a new diff's stream event id, in deliveries only */
+#define NGX_HTTP_ACTINGWEB_SUB_EVENT  "_event"
+
 typedef void (*ngx_http_actingweb_sub_done_pt)(ngx_http_request_t *r,
     ngx_int_t rc, cJSON *rec, cJSON *trust, cJSON *diffs,
     ngx_uint_t seen);
@@ -215,6 +219,8 @@ typedef struct {
     ngx_msec_t                      timeout;
     size_t                          max_body;   /* of the answer kept */
     unsigned                        downgraded:1;  /* high sent as low */
+    unsigned                        gzip:1;     /* Content-Encoding: gzip */
+    unsigned                        get:1;      /* a GET, no body */
     ngx_http_actingweb_curl_pt      handler;
     void                           *data;
 } ngx_http_actingweb_curl_post_t;

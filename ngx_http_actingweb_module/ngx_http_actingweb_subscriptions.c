@@ -937,6 +937,18 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /*
+         * a delivery learns the event of each new diff (not stored), to
+         * send one callback per peer and event (outbox.c)
+         */
+
+        if (st->done
+            && cJSON_AddStringToObject(entry, NGX_HTTP_ACTINGWEB_SUB_EVENT,
+                                       cursor->str) == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         cJSON_AddItemReferenceToArray(st->data, entry);
         pending++;
     }

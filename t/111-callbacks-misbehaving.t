@@ -81,6 +81,10 @@ $actors
             proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT;
         }
         location = /sink { access_log off; return 204; }
+        # the sink logs bodies: no callbackcompression, plain ones
+        location ~ ^/g/[0-9a-f]+/meta/actingweb/supported\$ {
+            return 200 "subscriptions,trust";
+        }
         location ~ ^/s/[0-9a-f]+/callbacks/ {
             access_log off;
             proxy_pass http://127.0.0.1:\$TEST_NGINX_SILENT_PORT;

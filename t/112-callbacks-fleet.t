@@ -55,6 +55,10 @@ block_defaults(
             proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT;
         }
         location = /sink { access_log off; return 204; }
+        # the sink logs bodies: no callbackcompression, plain ones
+        location ~ ^/b/[0-9a-f]+/meta/actingweb/supported\$ {
+            return 200 "subscriptions,trust";
+        }
         location /b/ {
             actingweb;
             actingweb_base_url http://127.0.0.1:\$TEST_NGINX_B_PORT/b;
