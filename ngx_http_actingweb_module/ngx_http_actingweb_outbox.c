@@ -193,6 +193,8 @@ static void ngx_http_actingweb_outbox_released(ngx_http_request_t *r,
 static void ngx_http_actingweb_outbox_done(ngx_http_request_t *r);
 static ngx_http_actingweb_peer_state_t *ngx_http_actingweb_outbox_peer(
     ngx_http_actingweb_outbox_t *ob, ngx_str_t *id);
+static void ngx_http_actingweb_outbox_state(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_peer_state_t *ps, ngx_uint_t state);
 static void ngx_http_actingweb_outbox_breaker(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_peer_state_t *ps,
     ngx_uint_t ok, ngx_msec_t wait);
@@ -271,6 +273,7 @@ ngx_http_actingweb_outbox_exit(ngx_http_actingweb_main_conf_t *amcf)
     ngx_queue_t                      *q;
     ngx_http_actingweb_outbox_t      *ob;
     ngx_http_actingweb_sends_t       *sd;
+    ngx_http_actingweb_peer_state_t  *ps;
 
     ob = amcf->outbox;
     if (ob == NULL) {
@@ -306,7 +309,12 @@ ngx_http_actingweb_outbox_exit(ngx_http_actingweb_main_conf_t *amcf)
     while (!ngx_queue_empty(&ob->peers)) {
         q = ngx_queue_head(&ob->peers);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_http_actingweb_peer_state_t, queue));
+        ps = ngx_queue_data(q, ngx_http_actingweb_peer_state_t, queue);
+
+        /* the shared gauges count this worker's circuits no more */
+        ngx_http_actingweb_outbox_state(ob, ps,
+                                        NGX_HTTP_ACTINGWEB_BREAKER_CLOSED);
+        ngx_free(ps);
     }
 
     amcf->outbox = NULL;
@@ -1483,6 +1491,34 @@ ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
 }
 
 
+/* a peer's circuit changes state: the gauges of open and half-open ones */
+
+static void
+ngx_http_actingweb_outbox_state(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_peer_state_t *ps, ngx_uint_t state)
+{
+    static const ngx_int_t  gauge[] = {
+        -1,                                          /* closed */
+        NGX_HTTP_ACTINGWEB_M_CIRCUITS_OPEN,
+        NGX_HTTP_ACTINGWEB_M_CIRCUITS_HALF_OPEN
+    };
+
+    if (ps->state == state) {
+        return;
+    }
+
+    if (gauge[ps->state] >= 0) {
+        ngx_http_actingweb_metric_add(ob->amcf, gauge[ps->state], -1);
+    }
+
+    if (gauge[state] >= 0) {
+        ngx_http_actingweb_metric_add(ob->amcf, gauge[state], 1);
+    }
+
+    ps->state = state;
+}
+
+
 static void
 ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
     ngx_http_actingweb_peer_state_t *ps, ngx_uint_t ok, ngx_msec_t wait)
@@ -1494,7 +1530,8 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
                           ps->len, ps->id);
         }
 
-        ps->state = NGX_HTTP_ACTINGWEB_BREAKER_CLOSED;
+        ngx_http_actingweb_outbox_state(ob, ps,
+                                        NGX_HTTP_ACTINGWEB_BREAKER_CLOSED);
         ps->fails = 0;
         return;
     }
@@ -1522,7 +1559,7 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
                       ps->fails);
     }
 
-    ps->state = NGX_HTTP_ACTINGWEB_BREAKER_OPENED;
+    ngx_http_actingweb_outbox_state(ob, ps, NGX_HTTP_ACTINGWEB_BREAKER_OPENED);
     ps->until = ngx_current_msec + wait;
 }
 
@@ -1578,7 +1615,8 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         }
 
         if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
-            ps->state = NGX_HTTP_ACTINGWEB_BREAKER_PROBING;
+            ngx_http_actingweb_outbox_state(ob, ps,
+                                        NGX_HTTP_ACTINGWEB_BREAKER_PROBING);
         }
 
         ngx_memzero(&post, sizeof(ngx_http_actingweb_curl_post_t));

@@ -177,7 +177,7 @@ for (1 .. 100) {
 --- request
 GET /status
 --- response_body_like eval
-qr/"callbacks_sent":5,"callbacks_failed":5,"callbacks_retried":0,"callbacks_dropped":0,"callbacks_downgraded":2,"callbacks_redis_commands":\d+,"circuit_opened":1,"circuits_open":0,"circuits_half_open":0,"outbox_depth":0/
+qr/"callbacks_sent":5,"callbacks_failed":5,"callbacks_retried":0,"callbacks_dropped":0,"callbacks_downgraded":2,"callbacks_redis_commands":\d+,"circuit_opened":1,"circuits_open":1,"circuits_half_open":0,"outbox_depth":0/
 --- error_log
 actingweb: callbacks to peer {{f}}: circuit open for 60000 ms after 5 failures
 --- no_error_log
