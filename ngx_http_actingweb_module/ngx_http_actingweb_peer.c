@@ -123,8 +123,11 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
         left = (ngx_msec_int_t) (ctx->deadline - ngx_current_msec);
 
         if (left <= 0) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "actingweb: peer \"%V\" not called: the "
+                          "request's deadline passed", &pc->url);
             pc->error = NGX_HTTP_ACTINGWEB_PEER_TIMEOUT;
-            pc->message = "deadline passed";
+            pc->message = "peer did not answer in time";
             return NGX_DECLINED;
         }
 
