@@ -8,6 +8,9 @@
 # endpoint, failing cases listed), byte for byte and with no Content-Type
 # unless the case has one; the block's own request then checks that
 # GET /properties is still JSON.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

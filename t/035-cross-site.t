@@ -3,6 +3,9 @@
 # has cached.  Writes with Basic credentials that the browser marks as
 # cross-site (Sec-Fetch-Site, else Origin) are refused with 403; reads,
 # Bearer requests, the factory and clients without those headers are not.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

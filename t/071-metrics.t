@@ -1,6 +1,9 @@
 # Metrics in shared memory: with two workers, the totals of
 # actingweb_status are those of the whole server (whichever worker
 # answers the scrape) and survive a reload (HUP).
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

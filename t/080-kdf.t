@@ -1,5 +1,8 @@
 # Key derivation off the event loop (actingweb_thread_pool) and the bound on
 # repeated authentication failures.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

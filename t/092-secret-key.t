@@ -1,6 +1,9 @@
 # actingweb_secret_key: trust secrets are stored encrypted (AES-256-GCM)
 # and the Bearer index is a keyed hash; trusts work as before, and a Redis
 # dump holds no secret in clear text.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;

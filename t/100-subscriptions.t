@@ -3,6 +3,9 @@
 # trust token (the test plays B), A's creator writes properties and B
 # polls the diffs; overlapping subscriptions, clearing, permissions, bad
 # input, trust deletion, and a resync after the change log was trimmed.
+#
+# Blocks without log sections get ActingWeb::Test's default
+# --- no_error_log: [error] [alert] [crit] [emerg].
 
 use strict;
 use warnings;
