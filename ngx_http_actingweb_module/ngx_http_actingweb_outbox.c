@@ -67,12 +67,14 @@ typedef struct ngx_http_actingweb_outbox_s  ngx_http_actingweb_outbox_t;
 
 
 typedef struct {
+    ngx_str_node_t                   sn;         /* by id, in ob->tree */
     ngx_queue_t                      queue;
     ngx_queue_t                      waiting;    /* sends, for the tags */
     ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_breaker_e     state;
     ngx_http_actingweb_tags_e        tags;
     ngx_uint_t                       fails;
+    ngx_uint_t                       inrun;      /* sends in a dedup */
     ngx_msec_t                       until;      /* open until */
     ngx_msec_t                       tags_until; /* known until */
     size_t                           len;
@@ -142,6 +144,8 @@ struct ngx_http_actingweb_outbox_s {
     ngx_queue_t                      candidates;
     ngx_queue_t                      ready;      /* of sends */
     ngx_queue_t                      peers;
+    ngx_rbtree_t                     tree;       /* of peers */
+    ngx_rbtree_node_t                sentinel;
     ngx_queue_t                      sends;      /* all of them */
     ngx_uint_t                       claims;     /* in flight */
     ngx_uint_t                       calls;      /* POSTs in flight */
@@ -231,6 +235,7 @@ ngx_http_actingweb_outbox_init(ngx_cycle_t *cycle,
     ngx_queue_init(&ob->ready);
     ngx_queue_init(&ob->peers);
     ngx_queue_init(&ob->sends);
+    ngx_rbtree_init(&ob->tree, &ob->sentinel, ngx_str_rbtree_insert_value);
 
     ob->conn.fd = (ngx_socket_t) -1;
     ob->conn.log = cycle->log;
@@ -1303,12 +1308,34 @@ ngx_http_actingweb_outbox_dedup(ngx_http_actingweb_claim_t *cl)
     ngx_queue_t                 *q, *o, *next;
     ngx_http_actingweb_sends_t  *sd, *other;
 
+    /* only a peer with several sends in the run has any to drop */
+
+    for (q = ngx_queue_head(&cl->run);
+         q != ngx_queue_sentinel(&cl->run);
+         q = ngx_queue_next(q))
+    {
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        sd->peer->inrun = 0;
+    }
+
+    for (q = ngx_queue_head(&cl->run);
+         q != ngx_queue_sentinel(&cl->run);
+         q = ngx_queue_next(q))
+    {
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        sd->peer->inrun++;
+    }
+
     for (q = ngx_queue_head(&cl->run);
          q != ngx_queue_sentinel(&cl->run);
          q = next)
     {
         next = ngx_queue_next(q);
         sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+
+        if (sd->peer->inrun < 2) {
+            continue;
+        }
 
         for (i = 0, j = 0; i < sd->n; i++) {
             drop = 0;
@@ -1454,25 +1481,24 @@ ngx_http_actingweb_outbox_done(ngx_http_request_t *r)
 }
 
 
-/* the circuit breaker of a peer (this worker's view) */
+/*
+ * The circuit breaker of a peer (this worker's view); a tree, since a
+ * publisher may have thousands of subscribers.
+ */
 
 static ngx_http_actingweb_peer_state_t *
 ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
     ngx_str_t *id)
 {
-    ngx_queue_t                      *q;
+    uint32_t                          hash;
+    ngx_str_node_t                   *sn;
     ngx_http_actingweb_peer_state_t  *ps;
 
-    for (q = ngx_queue_head(&ob->peers);
-         q != ngx_queue_sentinel(&ob->peers);
-         q = ngx_queue_next(q))
-    {
-        ps = ngx_queue_data(q, ngx_http_actingweb_peer_state_t, queue);
+    hash = ngx_crc32_short(id->data, id->len);
 
-        if (ps->len == id->len && ngx_memcmp(ps->id, id->data, id->len) == 0)
-        {
-            return ps;
-        }
+    sn = ngx_str_rbtree_lookup(&ob->tree, id, hash);
+    if (sn) {
+        return (ngx_http_actingweb_peer_state_t *) sn;
     }
 
     ps = ngx_calloc(sizeof(ngx_http_actingweb_peer_state_t) + id->len,
@@ -1486,6 +1512,11 @@ ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
     ngx_memcpy(ps->id, id->data, id->len);
     ngx_queue_init(&ps->waiting);
     ngx_queue_insert_tail(&ob->peers, &ps->queue);
+
+    ps->sn.node.key = hash;
+    ps->sn.str.data = ps->id;
+    ps->sn.str.len = id->len;
+    ngx_rbtree_insert(&ob->tree, &ps->sn.node);
 
     return ps;
 }
