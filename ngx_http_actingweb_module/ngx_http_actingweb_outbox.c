@@ -126,6 +126,7 @@ typedef struct {
     ngx_str_t                        pending;    /* event id claimed */
     ngx_str_t                        actor_url;
     ngx_str_t                       *subs;       /* subid, peer id, ... */
+    ngx_pool_cleanup_t              *mark;       /* before this poll's */
     ngx_queue_t                      run;        /* this run's sends */
     ngx_uint_t                       nsubs;
     ngx_uint_t                       i;
@@ -988,6 +989,7 @@ ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
 
     while (cl->i < cl->nsubs) {
         ctx->segs[0] = cl->subs[2 * cl->i + 1];
+        cl->mark = r->pool->cleanup;
 
         if (ngx_http_actingweb_sub_refresh(r, &cl->subs[2 * cl->i],
                                       ngx_http_actingweb_outbox_refreshed)
@@ -1199,6 +1201,10 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     sd->queued = 1;
 
 next:
+
+    /* this poll's JSON goes now, not with the run's request */
+
+    ngx_http_actingweb_json_release(r->pool, cl->mark);
 
     ngx_http_actingweb_outbox_next_sub(r);
 }
