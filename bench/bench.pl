@@ -12,7 +12,7 @@
 # against a direct peer read.  Group "subs": property writes with 0, 10,
 # 100 and 1000 subscriptions on the actor, and polls of a subscription
 # holding 1000 diffs.  Group "delivery": callbacks to 10 subscribers that
-# take 200 ms, to 1000 subscriptions of fast ones, the delivery rate, and
+# take 200 ms, to 1000 fast ones, the delivery rate, and
 # PUTs while delivery runs.  Group "rss": the worker's memory before,
 # during and after 1,000,000 mixed requests.  No GROUP: all.
 # See docs/performance.md.
@@ -35,8 +35,8 @@
 #   BENCH_FANOUT_DELAY_MS=100 time each peer's resource takes (peerops)
 #   BENCH_FANOUT_RUNS=20  fan-outs per size and concurrency
 #   BENCH_DELIVERY_SLOW_MS=200 time the slow subscribers take per callback
-#   BENCH_DELIVERY_PEERS=10 subscribers (slow ones, and fast ones)
-#   BENCH_DELIVERY_SUBS=1000 subscriptions of the fast subscribers in all
+#   BENCH_DELIVERY_PEERS=10 slow subscribers
+#   BENCH_DELIVERY_SUBS=1000 fast subscribers (one subscription each)
 #   BENCH_DELIVERY_RUNS=10 changes timed per scenario
 #   BENCH_DELIVERY_WRITES=20 changes at once for the delivery rate
 #   BENCH_FANOUT_SERIAL=10 runs of the serial calls to 10 peers
@@ -2103,14 +2103,15 @@ sub group_delivery {
     say_ "nginx on 127.0.0.1:$angx->{port} (A, publisher) and "
         . "127.0.0.1:$bngx->{port} (B, subscribers), delivery";
 
-    # A: one publisher with 10 slow subscribers, one with 1000
-    # subscriptions of 10 fast ones, one without any (the PUT target)
+    # A: one publisher with 10 slow subscribers, one with 1000 fast ones
+    # (one subscription each: a peer gets one POST per change, however
+    # many of its subscriptions the change matches), one without any
+    # (the PUT target)
     my $peers = $DELIVERY_PEERS;
-    my $per = int($DELIVERY_SUBS / $peers) || 1;
     my $t = time;
     my ($aslow, $afan, $aquiet) = create_actors($pa, 3, 1);
     my @ss = create_actors($s, $peers, 0);
-    my @bs = create_actors($pb, $peers, 0);
+    my @bs = create_actors($pb, $DELIVERY_SUBS, 0);
     my @pairs = ((map { [ $aslow, "$s/$_" ] } @ss),
                  (map { [ $afan, "$pb/$_" ] } @bs));
     my @secrets = fan_out('delivery-trust', $TRUST_CLIENTS, \@pairs, sub {
@@ -2124,9 +2125,7 @@ sub group_delivery {
         return $j->{secret};
     });
     # the subscriptions, made by the peers with their Bearer
-    my @subs = map { my $i = $_;
-                     map { $i } 1 .. ($i < $peers ? 1 : $per) }
-               0 .. $#pairs;
+    my @subs = 0 .. $#pairs;
     fan_out('delivery-subscribe', $TRUST_CLIENTS, \@subs, sub {
         my ($http, $i) = @_;
         my ($pub, $url) = @{ $pairs[$i] };
@@ -2140,9 +2139,9 @@ sub group_delivery {
             or die "subscribing answered $r->{status}: $r->{content}\n";
         return 1;
     });
-    my $nfan = $peers * $per;
+    my $nfan = @bs;
     say_ sprintf '%d actors, %d trusts, %d subscriptions in %.1f s',
-        3 + 2 * $peers, scalar @pairs, scalar @subs, time - $t;
+        3 + $peers + $nfan, scalar @pairs, scalar @subs, time - $t;
 
     my $http = {};
     my $lines = 0;
@@ -2188,10 +2187,10 @@ sub group_delivery {
            . "$DELIVERY_SLOW_MS ms",
         $measure->($aslow, 's', $peers, $DELIVERY_RUNS, 1), $peers);
     $measure->($afan, 'b', $nfan, 1, 1);
-    $row->("one change, $nfan subscriptions of $peers fast subscribers",
+    $row->("one change, $nfan fast subscribers",
         $measure->($afan, 'b', $nfan, $DELIVERY_RUNS, 1), $nfan);
     my $burst = $measure->($afan, 'b', $nfan, 1, $DELIVERY_WRITES);
-    $row->("$DELIVERY_WRITES changes at once, $nfan subscriptions "
+    $row->("$DELIVERY_WRITES changes at once, $nfan subscribers "
            . '(delivery rate)', $burst, $nfan * $DELIVERY_WRITES);
 
     # PUTs to an actor without subscriptions: quiet, then while A
@@ -2204,7 +2203,7 @@ sub group_delivery {
     say_ "PUT, quiet: $CONNS connections, ${SECONDS}s";
     my $quiet = run_wrk($angx, \%put, $CONNS);
     my $backlog = int($burst->{rate} * ($SECONDS + 5) / $nfan) + 1;
-    say_ "PUT while delivering $backlog changes x $nfan subscriptions";
+    say_ "PUT while delivering $backlog changes x $nfan subscribers";
     for (1 .. $backlog) {
         $v++;
         call($http, 'PUT', "$pa/$afan/properties/v", $AUTH, $v, 204);
@@ -2246,7 +2245,7 @@ sub group_delivery {
         . "the runs.\n", $DELIVERY_SLOW_MS, $DELIVERY_SLOW_MS;
     my $putnote = "wrk -t$THREADS -c$CONNS, ${SECONDS} s: PUTs to an actor "
         . "of A without subscriptions; in the second run A also delivers "
-        . "a backlog of $backlog changes to $nfan subscriptions (made just "
+        . "a backlog of $backlog changes to $nfan subscribers (made just "
         . "before, sized to outlast the run). callbacks/s meanwhile: "
         . "A's callbacks_sent over the run.\n";
     return [

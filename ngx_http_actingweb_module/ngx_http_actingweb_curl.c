@@ -32,7 +32,11 @@ struct ngx_http_actingweb_curl_s {
     ngx_log_t                      *log;
     ngx_http_actingweb_main_conf_t *amcf;
     ngx_queue_t                     transfers;
+    ngx_queue_t                     free;      /* idle easy handles */
     ngx_uint_t                      active;
+    ngx_uint_t                      nfree;
+    z_stream                        zs;        /* reused: deflateReset */
+    unsigned                        zinit:1;
     int                             running;
 };
 
@@ -65,10 +69,13 @@ static size_t ngx_http_actingweb_curl_write(char *ptr, size_t size,
 static size_t ngx_http_actingweb_curl_header(char *ptr, size_t size,
     size_t nmemb, void *userdata);
 static void ngx_http_actingweb_curl_guard(ngx_event_t *ev);
-static ngx_int_t ngx_http_actingweb_curl_gzip(ngx_log_t *log, ngx_str_t *in,
-    ngx_str_t *out);
+static ngx_int_t ngx_http_actingweb_curl_gzip(ngx_http_actingweb_curl_t *cu,
+    ngx_str_t *in, ngx_str_t *out);
 static void ngx_http_actingweb_curl_finish(ngx_http_actingweb_curl_xfer_t *x,
     ngx_int_t rc, ngx_uint_t status);
+static ngx_http_actingweb_curl_xfer_t *ngx_http_actingweb_curl_get(
+    ngx_http_actingweb_curl_t *cu);
+static void ngx_http_actingweb_curl_put(ngx_http_actingweb_curl_xfer_t *x);
 
 
 ngx_int_t
@@ -108,6 +115,7 @@ ngx_http_actingweb_curl_init(ngx_cycle_t *cycle,
     cu->log = cycle->log;
     cu->amcf = amcf;
     ngx_queue_init(&cu->transfers);
+    ngx_queue_init(&cu->free);
     cu->dummy.fd = (ngx_socket_t) -1;
 
     cu->timer.handler = ngx_http_actingweb_curl_timeout;
@@ -152,6 +160,14 @@ ngx_http_actingweb_curl_exit(ngx_http_actingweb_main_conf_t *amcf)
         ngx_http_actingweb_curl_finish(x, NGX_ABORT, 0);
     }
 
+    while (!ngx_queue_empty(&cu->free)) {
+        q = ngx_queue_head(&cu->free);
+        x = ngx_queue_data(q, ngx_http_actingweb_curl_xfer_t, queue);
+        ngx_queue_remove(q);
+        curl_easy_cleanup(x->easy);
+        ngx_free(x);
+    }
+
     if (cu->timer.timer_set) {
         ngx_del_timer(&cu->timer);
     }
@@ -164,6 +180,10 @@ ngx_http_actingweb_curl_exit(ngx_http_actingweb_main_conf_t *amcf)
 
     curl_multi_cleanup(cu->multi);
     curl_global_cleanup();
+
+    if (cu->zinit) {
+        deflateEnd(&cu->zs);
+    }
 
     amcf->curl = NULL;
 }
@@ -350,19 +370,12 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
         return NGX_ERROR;
     }
 
-    x = ngx_calloc(sizeof(ngx_http_actingweb_curl_xfer_t), cu->log);
+    x = ngx_http_actingweb_curl_get(cu);
     if (x == NULL) {
         return NGX_ERROR;
     }
 
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        ngx_free(x);
-        return NGX_ERROR;
-    }
-
-    x->easy = easy;
-    x->curl = cu;
+    easy = x->easy;
     x->handler = p->handler;
     x->data = p->data;
     x->max_body = p->max_body;
@@ -394,7 +407,7 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
     body = p->body;
 
     if (l && p->gzip) {
-        l = (ngx_http_actingweb_curl_gzip(cu->log, &p->body, &body) == NGX_OK)
+        l = (ngx_http_actingweb_curl_gzip(cu, &p->body, &body) == NGX_OK)
             ? curl_slist_append(l, "Content-Encoding: gzip") : NULL;
     }
 
@@ -465,10 +478,81 @@ failed:
     }
 
     curl_slist_free_all(x->headers);
-    curl_easy_cleanup(easy);
-    ngx_free(x);
+    x->headers = NULL;
+    ngx_http_actingweb_curl_put(x);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * An easy handle with its transfer structure, from the worker's free list
+ * if there is one: a reused handle keeps its buffers, and new ones are
+ * a malloc storm at thousands of callbacks a second.
+ */
+
+static ngx_http_actingweb_curl_xfer_t *
+ngx_http_actingweb_curl_get(ngx_http_actingweb_curl_t *cu)
+{
+    CURL                            *easy;
+    ngx_queue_t                     *q;
+    ngx_http_actingweb_curl_xfer_t  *x;
+
+    if (!ngx_queue_empty(&cu->free)) {
+        q = ngx_queue_head(&cu->free);
+        ngx_queue_remove(q);
+        cu->nfree--;
+
+        return ngx_queue_data(q, ngx_http_actingweb_curl_xfer_t, queue);
+    }
+
+    x = ngx_alloc(sizeof(ngx_http_actingweb_curl_xfer_t), cu->log);
+    if (x == NULL) {
+        return NULL;
+    }
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        ngx_free(x);
+        return NULL;
+    }
+
+    ngx_memzero(x, sizeof(ngx_http_actingweb_curl_xfer_t));
+    x->easy = easy;
+    x->curl = cu;
+
+    return x;
+}
+
+
+/*
+ * Back to the free list, reset (every option is set again for the next
+ * transfer), up to the concurrency limit; beyond it, freed.
+ */
+
+static void
+ngx_http_actingweb_curl_put(ngx_http_actingweb_curl_xfer_t *x)
+{
+    CURL                       *easy;
+    ngx_http_actingweb_curl_t  *cu;
+
+    cu = x->curl;
+    easy = x->easy;
+
+    if (cu->nfree >= cu->amcf->callback_concurrency) {
+        curl_easy_cleanup(easy);
+        ngx_free(x);
+        return;
+    }
+
+    curl_easy_reset(easy);
+
+    ngx_memzero(x, sizeof(ngx_http_actingweb_curl_xfer_t));
+    x->easy = easy;
+    x->curl = cu;
+
+    ngx_queue_insert_head(&cu->free, &x->queue);
+    cu->nfree++;
 }
 
 
@@ -551,43 +635,58 @@ ngx_http_actingweb_curl_header(char *ptr, size_t size, size_t nmemb,
 }
 
 
-/* a gzip member (RFC 1952) of the body, malloc'ed */
+/*
+ * A gzip member (RFC 1952) of the body, malloc'ed.  One deflate state per
+ * worker, reset for each body: a new one is some 270 KB to allocate and
+ * clear, per callback.  memLevel 5 keeps the hash that each reset clears
+ * at 8 KB; callbacks are small.
+ */
 
 static ngx_int_t
-ngx_http_actingweb_curl_gzip(ngx_log_t *log, ngx_str_t *in, ngx_str_t *out)
+ngx_http_actingweb_curl_gzip(ngx_http_actingweb_curl_t *cu, ngx_str_t *in,
+    ngx_str_t *out)
 {
     int        rc;
     u_char    *p;
     size_t     n;
-    z_stream   zs;
+    z_stream  *zs;
 
-    ngx_memzero(&zs, sizeof(z_stream));
+    zs = &cu->zs;
 
-    /* 16 + window bits: a gzip header and trailer around the deflate */
+    if (cu->zinit) {
+        if (deflateReset(zs) != Z_OK) {
+            return NGX_ERROR;
+        }
 
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, MAX_WBITS + 16,
-                     8, Z_DEFAULT_STRATEGY)
-        != Z_OK)
-    {
-        return NGX_ERROR;
+    } else {
+        ngx_memzero(zs, sizeof(z_stream));
+
+        /* 16 + window bits: a gzip header and trailer around the deflate */
+
+        if (deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+                         MAX_WBITS + 16, 5, Z_DEFAULT_STRATEGY)
+            != Z_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        cu->zinit = 1;
     }
 
-    n = deflateBound(&zs, in->len);
+    n = deflateBound(zs, in->len);
 
-    p = ngx_alloc(n, log);
+    p = ngx_alloc(n, cu->log);
     if (p == NULL) {
-        deflateEnd(&zs);
         return NGX_ERROR;
     }
 
-    zs.next_in = in->data;
-    zs.avail_in = in->len;
-    zs.next_out = p;
-    zs.avail_out = n;
+    zs->next_in = in->data;
+    zs->avail_in = in->len;
+    zs->next_out = p;
+    zs->avail_out = n;
 
-    rc = deflate(&zs, Z_FINISH);
-    n = zs.total_out;
-    deflateEnd(&zs);
+    rc = deflate(zs, Z_FINISH);
+    n = zs->total_out;
 
     if (rc != Z_STREAM_END) {
         ngx_free(p);
@@ -633,7 +732,6 @@ ngx_http_actingweb_curl_finish(ngx_http_actingweb_curl_xfer_t *x,
     cu->active--;
 
     curl_multi_remove_handle(cu->multi, x->easy);
-    curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->headers);
 
     x->handler(x->data, rc, status, &x->retry_after, &x->body);
@@ -642,5 +740,5 @@ ngx_http_actingweb_curl_finish(ngx_http_actingweb_curl_xfer_t *x,
         ngx_free(x->body.data);
     }
 
-    ngx_free(x);
+    ngx_http_actingweb_curl_put(x);
 }

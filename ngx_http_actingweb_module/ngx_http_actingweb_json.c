@@ -269,6 +269,26 @@ ngx_http_actingweb_json_cleanup(void *data)
 }
 
 
+/*
+ * Frees the trees tied to the pool since mark (its cleanup list's head
+ * then), before the pool goes: a long-lived request's pool would hold
+ * them all.  Nothing may use them after this.
+ */
+
+void
+ngx_http_actingweb_json_release(ngx_pool_t *pool, ngx_pool_cleanup_t *mark)
+{
+    ngx_pool_cleanup_t  *c;
+
+    for (c = pool->cleanup; c && c != mark; c = c->next) {
+        if (c->handler == ngx_http_actingweb_json_cleanup) {
+            cJSON_Delete(c->data);
+            c->handler = NULL;
+        }
+    }
+}
+
+
 ngx_table_elt_t *
 ngx_http_actingweb_header(ngx_http_request_t *r, const char *key,
     const char *value)

@@ -314,6 +314,8 @@ cJSON *ngx_http_actingweb_json_parse(ngx_http_request_t *r, u_char *data,
     size_t len, const char **err);
 ngx_int_t ngx_http_actingweb_json_print(ngx_http_request_t *r, cJSON *json,
     ngx_str_t *out);
+void ngx_http_actingweb_json_release(ngx_pool_t *pool,
+    ngx_pool_cleanup_t *mark);
 ngx_int_t ngx_http_actingweb_json_guard(ngx_http_request_t *r, cJSON *json);
 ngx_int_t ngx_http_actingweb_json_str(cJSON *obj, const char *name,
     ngx_str_t *out);

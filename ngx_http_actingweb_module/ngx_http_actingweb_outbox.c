@@ -67,12 +67,14 @@ typedef struct ngx_http_actingweb_outbox_s  ngx_http_actingweb_outbox_t;
 
 
 typedef struct {
+    ngx_str_node_t                   sn;         /* by id, in ob->tree */
     ngx_queue_t                      queue;
     ngx_queue_t                      waiting;    /* sends, for the tags */
     ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_breaker_e     state;
     ngx_http_actingweb_tags_e        tags;
     ngx_uint_t                       fails;
+    ngx_uint_t                       inrun;      /* sends in a dedup */
     ngx_msec_t                       until;      /* open until */
     ngx_msec_t                       tags_until; /* known until */
     size_t                           len;
@@ -124,6 +126,7 @@ typedef struct {
     ngx_str_t                        pending;    /* event id claimed */
     ngx_str_t                        actor_url;
     ngx_str_t                       *subs;       /* subid, peer id, ... */
+    ngx_pool_cleanup_t              *mark;       /* before this poll's */
     ngx_queue_t                      run;        /* this run's sends */
     ngx_uint_t                       nsubs;
     ngx_uint_t                       i;
@@ -142,6 +145,8 @@ struct ngx_http_actingweb_outbox_s {
     ngx_queue_t                      candidates;
     ngx_queue_t                      ready;      /* of sends */
     ngx_queue_t                      peers;
+    ngx_rbtree_t                     tree;       /* of peers */
+    ngx_rbtree_node_t                sentinel;
     ngx_queue_t                      sends;      /* all of them */
     ngx_uint_t                       claims;     /* in flight */
     ngx_uint_t                       calls;      /* POSTs in flight */
@@ -195,7 +200,14 @@ static ngx_http_actingweb_peer_state_t *ngx_http_actingweb_outbox_peer(
     ngx_http_actingweb_outbox_t *ob, ngx_str_t *id);
 static void ngx_http_actingweb_outbox_state(ngx_http_actingweb_outbox_t *ob,
     ngx_http_actingweb_peer_state_t *ps, ngx_uint_t state);
-static void ngx_http_actingweb_outbox_breaker(
+static void ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
+    ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now);
+static ngx_msec_t ngx_http_actingweb_outbox_now(void);
+static void ngx_http_actingweb_outbox_circuit(ngx_http_actingweb_sends_t *sd,
+    ngx_msec_t until);
+static ngx_http_actingweb_claim_t *ngx_http_actingweb_outbox_actor(
+    ngx_http_actingweb_sends_t *sd, ngx_str_t *id);
+static ngx_uint_t ngx_http_actingweb_outbox_breaker(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_peer_state_t *ps,
     ngx_uint_t ok, ngx_msec_t wait);
 static ngx_int_t ngx_http_actingweb_outbox_tags(
@@ -231,6 +243,7 @@ ngx_http_actingweb_outbox_init(ngx_cycle_t *cycle,
     ngx_queue_init(&ob->ready);
     ngx_queue_init(&ob->peers);
     ngx_queue_init(&ob->sends);
+    ngx_rbtree_init(&ob->tree, &ob->sentinel, ngx_str_rbtree_insert_value);
 
     ob->conn.fd = (ngx_socket_t) -1;
     ob->conn.log = cycle->log;
@@ -840,7 +853,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
 
     r = cl->request;
     p = ngx_pnalloc(r->pool, member->len);
-    a = ngx_http_actingweb_redis_args(r, 5);
+    a = ngx_http_actingweb_redis_args(r, 7);
 
     if (p == NULL || a == NULL) {
         goto failed;
@@ -855,17 +868,24 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
         goto failed;
     }
 
+    /* a probe of a shared open circuit has its call's time, and then some */
+
     if (ngx_http_actingweb_redis_key(r, a, &id, "actor") != NGX_OK
         || ngx_http_actingweb_redis_key(r, a, &id, "subs") != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &id, "circuits") != NGX_OK
         || ngx_http_actingweb_redis_arg(a, ob->owner,
                                         NGX_HTTP_ACTINGWEB_ID_LEN) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, p,
-               ngx_sprintf(p, "%uM", (ngx_msec_t) ngx_time() * 1000
-                                     + ngx_timeofday()->msec) - p)
+               ngx_sprintf(p, "%uM", ngx_http_actingweb_outbox_now()) - p)
            != NGX_OK
         || ngx_http_actingweb_redis_arg(a,
                (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_LEASE,
-               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_LEASE) - 1) != NGX_OK)
+               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_LEASE) - 1) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p + NGX_INT_T_LEN,
+               ngx_sprintf(p + NGX_INT_T_LEN, "%M",
+                           ob->amcf->callback_timeout + 1000)
+               - p - NGX_INT_T_LEN)
+           != NGX_OK)
     {
         goto failed;
     }
@@ -894,6 +914,8 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply)
 {
     size_t                       i;
+    ngx_str_t                    circuit;
+    ngx_msec_t                   now;
     ngx_http_actingweb_claim_t  *cl;
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
@@ -920,7 +942,7 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
         return;
     }
 
-    cl->nsubs = (reply->elements - 1) / 2;
+    cl->nsubs = (reply->elements - 1) / 3;
     cl->subs = ngx_pcalloc(r->pool, sizeof(ngx_str_t) * 2 * (cl->nsubs + 1));
 
     if (cl->subs == NULL) {
@@ -928,14 +950,25 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
         return;
     }
 
-    for (i = 0; i < 2 * cl->nsubs; i++) {
-        if (ngx_http_actingweb_reply_str(r, reply->element[i + 1],
-                                         &cl->subs[i])
-            != NGX_OK)
+    now = ngx_http_actingweb_outbox_now();
+
+    for (i = 0; i < cl->nsubs; i++) {
+        if (ngx_http_actingweb_reply_str(r, reply->element[3 * i + 1],
+                                         &cl->subs[2 * i])
+            != NGX_OK
+            || ngx_http_actingweb_reply_str(r, reply->element[3 * i + 2],
+                                            &cl->subs[2 * i + 1])
+               != NGX_OK
+            || ngx_http_actingweb_reply_str(r, reply->element[3 * i + 3],
+                                            &circuit)
+               != NGX_OK)
         {
-            cl->nsubs = i / 2;
+            cl->nsubs = i;
             break;
         }
+
+        ngx_http_actingweb_outbox_shared(cl->outbox, &cl->subs[2 * i + 1],
+                                         &circuit, now);
     }
 
     ngx_http_actingweb_outbox_next_sub(r);
@@ -956,6 +989,7 @@ ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
 
     while (cl->i < cl->nsubs) {
         ctx->segs[0] = cl->subs[2 * cl->i + 1];
+        cl->mark = r->pool->cleanup;
 
         if (ngx_http_actingweb_sub_refresh(r, &cl->subs[2 * cl->i],
                                       ngx_http_actingweb_outbox_refreshed)
@@ -1168,6 +1202,10 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
 
 next:
 
+    /* this poll's JSON goes now, not with the run's request */
+
+    ngx_http_actingweb_json_release(r->pool, cl->mark);
+
     ngx_http_actingweb_outbox_next_sub(r);
 }
 
@@ -1303,12 +1341,34 @@ ngx_http_actingweb_outbox_dedup(ngx_http_actingweb_claim_t *cl)
     ngx_queue_t                 *q, *o, *next;
     ngx_http_actingweb_sends_t  *sd, *other;
 
+    /* only a peer with several sends in the run has any to drop */
+
+    for (q = ngx_queue_head(&cl->run);
+         q != ngx_queue_sentinel(&cl->run);
+         q = ngx_queue_next(q))
+    {
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        sd->peer->inrun = 0;
+    }
+
+    for (q = ngx_queue_head(&cl->run);
+         q != ngx_queue_sentinel(&cl->run);
+         q = ngx_queue_next(q))
+    {
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        sd->peer->inrun++;
+    }
+
     for (q = ngx_queue_head(&cl->run);
          q != ngx_queue_sentinel(&cl->run);
          q = next)
     {
         next = ngx_queue_next(q);
         sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+
+        if (sd->peer->inrun < 2) {
+            continue;
+        }
 
         for (i = 0, j = 0; i < sd->n; i++) {
             drop = 0;
@@ -1454,25 +1514,24 @@ ngx_http_actingweb_outbox_done(ngx_http_request_t *r)
 }
 
 
-/* the circuit breaker of a peer (this worker's view) */
+/*
+ * The circuit breaker of a peer (this worker's view); a tree, since a
+ * publisher may have thousands of subscribers.
+ */
 
 static ngx_http_actingweb_peer_state_t *
 ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
     ngx_str_t *id)
 {
-    ngx_queue_t                      *q;
+    uint32_t                          hash;
+    ngx_str_node_t                   *sn;
     ngx_http_actingweb_peer_state_t  *ps;
 
-    for (q = ngx_queue_head(&ob->peers);
-         q != ngx_queue_sentinel(&ob->peers);
-         q = ngx_queue_next(q))
-    {
-        ps = ngx_queue_data(q, ngx_http_actingweb_peer_state_t, queue);
+    hash = ngx_crc32_short(id->data, id->len);
 
-        if (ps->len == id->len && ngx_memcmp(ps->id, id->data, id->len) == 0)
-        {
-            return ps;
-        }
+    sn = ngx_str_rbtree_lookup(&ob->tree, id, hash);
+    if (sn) {
+        return (ngx_http_actingweb_peer_state_t *) sn;
     }
 
     ps = ngx_calloc(sizeof(ngx_http_actingweb_peer_state_t) + id->len,
@@ -1486,6 +1545,11 @@ ngx_http_actingweb_outbox_peer(ngx_http_actingweb_outbox_t *ob,
     ngx_memcpy(ps->id, id->data, id->len);
     ngx_queue_init(&ps->waiting);
     ngx_queue_insert_tail(&ob->peers, &ps->queue);
+
+    ps->sn.node.key = hash;
+    ps->sn.str.data = ps->id;
+    ps->sn.str.len = id->len;
+    ngx_rbtree_insert(&ob->tree, &ps->sn.node);
 
     return ps;
 }
@@ -1519,12 +1583,21 @@ ngx_http_actingweb_outbox_state(ngx_http_actingweb_outbox_t *ob,
 }
 
 
-static void
+/*
+ * A call's result on the peer's breaker; returns the time it opened for,
+ * 1 if it closed, 0 if its state stays.
+ */
+
+static ngx_msec_t
 ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
     ngx_http_actingweb_peer_state_t *ps, ngx_uint_t ok, ngx_msec_t wait)
 {
+    ngx_uint_t  closed;
+
     if (ok) {
-        if (ps->state != NGX_HTTP_ACTINGWEB_BREAKER_CLOSED) {
+        closed = (ps->state != NGX_HTTP_ACTINGWEB_BREAKER_CLOSED);
+
+        if (closed) {
             ngx_log_error(NGX_LOG_NOTICE, ob->log, 0,
                           "actingweb: callbacks to peer %*s: circuit closed",
                           ps->len, ps->id);
@@ -1533,7 +1606,7 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
         ngx_http_actingweb_outbox_state(ob, ps,
                                         NGX_HTTP_ACTINGWEB_BREAKER_CLOSED);
         ps->fails = 0;
-        return;
+        return closed;
     }
 
     ps->fails++;
@@ -1542,7 +1615,7 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
         && ps->state == NGX_HTTP_ACTINGWEB_BREAKER_CLOSED
         && ps->fails < NGX_HTTP_ACTINGWEB_BREAKER_FAILS)
     {
-        return;
+        return 0;
     }
 
     if (wait == 0) {
@@ -1561,6 +1634,81 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
 
     ngx_http_actingweb_outbox_state(ob, ps, NGX_HTTP_ACTINGWEB_BREAKER_OPENED);
     ps->until = ngx_current_msec + wait;
+
+    return wait;
+}
+
+
+/*
+ * What the claim read of a peer's circuit in Redis (another worker or
+ * instance may have opened it): "" closed, "<ms>" open until then,
+ * "probe" this worker probes it.
+ */
+
+static void
+ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
+    ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now)
+{
+    ngx_int_t                         until;
+    ngx_http_actingweb_peer_state_t  *ps;
+
+    ps = ngx_http_actingweb_outbox_peer(ob, peer);
+    if (ps == NULL || ps->state == NGX_HTTP_ACTINGWEB_BREAKER_PROBING) {
+        return;
+    }
+
+    if (circuit->len == 0) {
+        if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
+            /* another worker's probe closed it */
+            ngx_http_actingweb_outbox_state(ob, ps,
+                                        NGX_HTTP_ACTINGWEB_BREAKER_CLOSED);
+            ps->fails = 0;
+        }
+
+        return;
+    }
+
+    if (circuit->len == sizeof("probe") - 1
+        && ngx_strncmp(circuit->data, "probe", circuit->len) == 0)
+    {
+        /* open with the time passed: the next call is the probe */
+        ngx_http_actingweb_outbox_state(ob, ps,
+                                        NGX_HTTP_ACTINGWEB_BREAKER_OPENED);
+        ps->until = ngx_current_msec;
+        return;
+    }
+
+    until = ngx_atoi(circuit->data, circuit->len);
+
+    if (until == NGX_ERROR || (ngx_msec_t) until <= now) {
+        return;
+    }
+
+    if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_CLOSED) {
+        ngx_log_error(NGX_LOG_INFO, ob->log, 0,
+                      "actingweb: callbacks to peer %*s: circuit open for "
+                      "%M ms (shared)", ps->len, ps->id,
+                      (ngx_msec_t) until - now);
+    }
+
+    ngx_http_actingweb_outbox_state(ob, ps, NGX_HTTP_ACTINGWEB_BREAKER_OPENED);
+    ps->until = ngx_current_msec + ((ngx_msec_t) until - now);
+}
+
+
+/*
+ * Wall-clock ms: shared with other hosts, unlike ngx_current_msec.  (Not
+ * "ngx_timeofday()->msec": the macro's cast makes that pointer arithmetic.)
+ */
+
+static ngx_msec_t
+ngx_http_actingweb_outbox_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (ngx_msec_t) tp->sec * 1000 + tp->msec;
 }
 
 
@@ -1800,7 +1948,13 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
                       &sd->url, status);
     }
 
-    ngx_http_actingweb_outbox_breaker(ob, sd->peer, ok, wait);
+    wait = ngx_http_actingweb_outbox_breaker(ob, sd->peer, ok, wait);
+
+    if (wait && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+        /* for the other workers and instances: open until, or closed */
+        ngx_http_actingweb_outbox_circuit(sd,
+                               ok ? 0 : ngx_http_actingweb_outbox_now() + wait);
+    }
 
     if (!ok && sd->tries < amcf->callback_retries
         && sd->peer->state == NGX_HTTP_ACTINGWEB_BREAKER_CLOSED)
@@ -1863,22 +2017,13 @@ static void
 ngx_http_actingweb_outbox_clear(ngx_http_actingweb_sends_t *sd)
 {
     u_char                           *p;
-    ngx_str_t                         host, id;
+    ngx_str_t                         id;
     ngx_uint_t                        i;
     ngx_http_request_t               *r;
-    ngx_http_conf_ctx_t              *cf;
     ngx_http_actingweb_claim_t       *cl;
-    ngx_http_actingweb_outbox_t      *ob;
     ngx_http_actingweb_redis_args_t  *a;
 
-    ob = sd->outbox;
-
-    cf = ngx_http_actingweb_outbox_locate(ob, &sd->member, &host, &id);
-    if (cf == NULL) {
-        return;
-    }
-
-    cl = ngx_http_actingweb_outbox_request(ob, cf, &host, &id);
+    cl = ngx_http_actingweb_outbox_actor(sd, &id);
     if (cl == NULL) {
         return;
     }
@@ -1919,6 +2064,63 @@ ngx_http_actingweb_outbox_clear(ngx_http_actingweb_sends_t *sd)
 done:
 
     ngx_http_actingweb_outbox_free(r);
+}
+
+
+/* a peer's circuit opened (until, ms) or closed (0) */
+
+static void
+ngx_http_actingweb_outbox_circuit(ngx_http_actingweb_sends_t *sd,
+    ngx_msec_t until)
+{
+    u_char                           *p;
+    ngx_str_t                         id;
+    ngx_http_request_t               *r;
+    ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    cl = ngx_http_actingweb_outbox_actor(sd, &id);
+    if (cl == NULL) {
+        return;
+    }
+
+    r = cl->request;
+    a = ngx_http_actingweb_redis_args(r, 3);
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+
+    /* a failure leaves this worker's breaker only */
+
+    if (a != NULL && p != NULL
+        && ngx_http_actingweb_redis_key(r, a, &id, "circuits") == NGX_OK
+        && ngx_http_actingweb_redis_arg(a, sd->peer->id, sd->peer->len)
+           == NGX_OK
+        && ngx_http_actingweb_redis_arg(a, p, ngx_sprintf(p, "%M", until) - p)
+           == NGX_OK)
+    {
+        (void) ngx_http_actingweb_redis_script(r,
+                                       NGX_HTTP_ACTINGWEB_SCRIPT_CB_CIRCUIT,
+                                       a, ngx_http_actingweb_outbox_ignore);
+    }
+
+    ngx_http_actingweb_outbox_free(r);
+}
+
+
+/* a worker request for the actor of sd, for a command of its own */
+
+static ngx_http_actingweb_claim_t *
+ngx_http_actingweb_outbox_actor(ngx_http_actingweb_sends_t *sd,
+    ngx_str_t *id)
+{
+    ngx_str_t             host;
+    ngx_http_conf_ctx_t  *cf;
+
+    cf = ngx_http_actingweb_outbox_locate(sd->outbox, &sd->member, &host, id);
+    if (cf == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_actingweb_outbox_request(sd->outbox, cf, &host, id);
 }
 
 

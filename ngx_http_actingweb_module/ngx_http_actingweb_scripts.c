@@ -136,6 +136,7 @@ const char  *ngx_http_actingweb_actor_keys[] = {
     "outsubs",
     "remote",
     "applied",
+    "circuits",
     NULL
 };
 
@@ -544,11 +545,14 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
     /*
      * Callback delivery claims an actor's pending work with a lease
      * ("cblease": "<owner> <expiry ms>"); an expired lease (its worker
-     * died) is taken over.  KEYS: actor, subs; ARGV: owner, now (ms),
-     * lease (ms)
+     * died) is taken over.  KEYS: actor, subs, circuits; ARGV: owner,
+     * now (ms), lease (ms), probe lease (ms)
      * returns nil: nothing pending, 0: leased by a live owner, or
-     * {pending event id, subscription id, peer id, ...} of the
-     * subscriptions that want callbacks
+     * {pending event id, subscription id, peer id, circuit, ...} of the
+     * subscriptions that want callbacks; circuit: "" closed, "<ms>" open
+     * until then (some worker's breaker opened it), "probe": it was open
+     * and the time has passed: this claim probes (half open), the others
+     * skip the peer for the probe lease
      */
     { "cb_claim",
       "local p = redis.call('HGET', KEYS[1], 'pending')\n"
@@ -562,12 +566,24 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "end\n"
       "redis.call('HSET', KEYS[1], 'cblease',\n"
       "           ARGV[1] .. ' ' .. (tonumber(ARGV[2]) + tonumber(ARGV[3])))\n"
-      "local out = {p}\n"
+      "local out, circ = {p}, {}\n"
+      "local now = tonumber(ARGV[2])\n"
       "for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"
       "  local rec = cjson.decode(v)\n"
       "  if rec.granularity ~= 'none' then\n"
+      "    local c = circ[rec.peerid]\n"
+      "    if not c then\n"
+      "      c = redis.call('HGET', KEYS[3], rec.peerid) or ''\n"
+      "      if c ~= '' and tonumber(c) <= now then\n"
+      "        redis.call('HSET', KEYS[3], rec.peerid,\n"
+      "                   now + tonumber(ARGV[4]))\n"
+      "        c = 'probe'\n"
+      "      end\n"
+      "      circ[rec.peerid] = c\n"
+      "    end\n"
       "    out[#out + 1] = rec.subscriptionid\n"
       "    out[#out + 1] = rec.peerid\n"
+      "    out[#out + 1] = c\n"
       "  end\n"
       "end\n"
       "return out\n",
@@ -615,6 +631,20 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "if c ~= rec.cleared then\n"
       "  rec.cleared = c\n"
       "  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))\n"
+      "end\n"
+      "return 1\n",
+      "" },
+
+    /*
+     * A peer's circuit, for the other workers and instances: open until
+     * (ms), or closed ("0": the field goes).  KEYS: circuits; ARGV: peer
+     * id, until
+     */
+    { "cb_circuit",
+      "if ARGV[2] == '0' then\n"
+      "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+      "else\n"
+      "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
       "end\n"
       "return 1\n",
       "" },

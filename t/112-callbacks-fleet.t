@@ -9,16 +9,7 @@ use warnings;
 use lib 't/lib';
 use ActingWeb::Test;
 
-use Cwd qw(abs_path);
-use IO::Socket::INET ();
 use HTTP::Tiny ();
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
-}
 
 $ENV{TEST_NGINX_B_PORT} ||= free_port();
 $ENV{TEST_NGINX_A2_PORT} ||= free_port();
@@ -85,27 +76,7 @@ CONF
 
 # instance 2: the same /a/ location and public URL, its own port
 sub start_second {
-    mkdir $Dir;
-    mkdir "$Dir/logs";
-    my $module = $ENV{TEST_NGINX_LOAD_MODULES};
-    my $load = join '', map { "load_module $_;\n" } split ' ', $module;
-    open my $fh, '>', "$Dir/nginx.conf" or die "$Dir/nginx.conf: $!";
-    print $fh <<"CONF";
-${load}daemon on;
-master_process on;
-worker_processes 1;
-pid $Dir/nginx.pid;
-error_log $Dir/logs/error.log notice;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $Dir/body;
-    proxy_temp_path $Dir/proxy;
-    fastcgi_temp_path $Dir/fastcgi;
-    uwsgi_temp_path $Dir/uwsgi;
-    scgi_temp_path $Dir/scgi;
-    actingweb_redis $ENV{TEST_NGINX_REDIS_HOST}:$ENV{TEST_NGINX_REDIS_PORT};
-    actingweb_redis_prefix $ENV{TEST_NGINX_REDIS_PREFIX};
+    start_instance($Dir, $ENV{TEST_NGINX_A2_PORT}, <<"CONF");
     server {
         listen 127.0.0.1:$ENV{TEST_NGINX_A2_PORT};
         location /a/ {
@@ -115,35 +86,10 @@ http {
         }
         location = /status { actingweb_status; }
     }
-}
 CONF
-    close $fh;
-    my $bin = $ENV{TEST_NGINX_BINARY} // 'nginx';
-    $bin = abs_path($bin) if $bin =~ m{/};
-    system($bin, '-p', "$Dir/", '-c', "$Dir/nginx.conf") == 0
-        or die "instance 2 did not start: " . `cat $Dir/logs/error.log`;
-    for (1 .. 100) {
-        return if HTTP::Tiny->new->get(
-            "http://127.0.0.1:$ENV{TEST_NGINX_A2_PORT}/status")->{status}
-            == 200;
-        select undef, undef, undef, 0.05;
-    }
-    die "instance 2 does not answer";
 }
 
-sub stop_second {
-    open my $fh, '<', "$Dir/nginx.pid" or return;
-    my $pid = <$fh>;
-    close $fh;
-    chomp $pid;
-    return unless $pid =~ /^\d+$/;
-    kill 'QUIT', $pid;
-    for (1 .. 100) {
-        last unless kill 0, $pid;
-        select undef, undef, undef, 0.05;
-    }
-    unlink "$Dir/nginx.pid";
-}
+sub stop_second { stop_instance($Dir) }
 
 # the counters of instance $port once pending is 0
 sub settled {

@@ -74,7 +74,7 @@ BEGIN {
 our @EXPORT = qw(
     run_tests no_actingweb_defaults captured basic_auth
     redis_cmd redis_key redis_keys redis_cleanup wait_for_server
-    block_defaults free_port peer_location
+    block_defaults free_port peer_location start_instance stop_instance
 );
 
 # Export our helpers, then let Test::Nginx::Socket export its API (and
@@ -251,6 +251,67 @@ sub peer_location {
         subrequest_output_buffer_size 64k;
     }
 CONF
+}
+
+# Another nginx (one worker) on the test's Redis and prefix, in $dir, with
+# the http-level text $http (its server blocks); it must serve
+# "location = /status { actingweb_status; }" on $port.  For fleet tests:
+# instances of one fleet.  stop_instance($dir) stops it (QUIT).
+sub start_instance {
+    my ($dir, $port, $http) = @_;
+    require Cwd;
+    require HTTP::Tiny;
+    mkdir $dir;
+    mkdir "$dir/logs";
+    my $load = join '', map { "load_module $_;\n" }
+                        split ' ', $ENV{TEST_NGINX_LOAD_MODULES} // '';
+    open my $fh, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!";
+    print $fh <<"CONF";
+${load}daemon on;
+master_process on;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log notice;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    actingweb_redis $ENV{TEST_NGINX_REDIS_HOST}:$ENV{TEST_NGINX_REDIS_PORT};
+    actingweb_redis_prefix $ENV{TEST_NGINX_REDIS_PREFIX};
+$http
+}
+CONF
+    close $fh;
+    my $bin = $ENV{TEST_NGINX_BINARY} // 'nginx';
+    $bin = Cwd::abs_path($bin) if $bin =~ m{/};
+    system($bin, '-p', "$dir/", '-c', "$dir/nginx.conf") == 0
+        or die "instance in $dir did not start: "
+             . `cat $dir/logs/error.log`;
+    for (1 .. 100) {
+        return if HTTP::Tiny->new->get(
+            "http://127.0.0.1:$port/status")->{status} == 200;
+        select undef, undef, undef, 0.05;
+    }
+    die "instance in $dir does not answer";
+}
+
+sub stop_instance {
+    my ($dir) = @_;
+    open my $fh, '<', "$dir/nginx.pid" or return;
+    my $pid = <$fh>;
+    close $fh;
+    chomp $pid;
+    return unless $pid =~ /^\d+$/;
+    kill 'QUIT', $pid;
+    for (1 .. 100) {
+        last unless kill 0, $pid;
+        select undef, undef, undef, 0.05;
+    }
+    unlink "$dir/nginx.pid";
 }
 
 sub wait_for_server () {
