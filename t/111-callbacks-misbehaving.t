@@ -221,7 +221,9 @@ Test::More::like($l[0], qr{^/g/$gid/callbacks/subscriptions/$aid/[0-9a-f]+\|\{"i
 # answered 200
 my $c = main::status_like(qr/"outbox_depth":0/);
 Test::More::like($c, qr/"callbacks_sent":18,/, 'G, X and H: 18 sent');
-Test::More::like($c, qr/"circuit_opened":3,/, 'E, S and R opened');
+# (at least 3: a circuit whose 1 s ran out meanwhile may have opened
+# again after a failed probe, depending on timing)
+Test::More::like($c, qr/"circuit_opened":[3-9],/, 'E, S and R opened');
 # E answers again; after its second (1 s) the next change is a probe
 open my $fh, '>', $ENV{TEST_NGINX_EOK} or die;
 close $fh;
@@ -235,7 +237,7 @@ Test::More::like($c, qr/"callbacks_sent":22,/, 'and E its probe: closed');
 --- request
 GET /status
 --- response_body_like eval
-qr/"callbacks_failed":\d+,"callbacks_retried":0,"callbacks_dropped":0,"callbacks_downgraded":0,"callbacks_redis_commands":\d+,"circuit_opened":5,"circuits_open":\d+,"circuits_half_open":\d+,"outbox_depth":0/
+qr/"callbacks_failed":\d+,"callbacks_retried":0,"callbacks_dropped":0,"callbacks_downgraded":0,"callbacks_redis_commands":\d+,"circuit_opened":[5-9],"circuits_open":\d+,"circuits_half_open":\d+,"outbox_depth":0/
 --- error_log eval
 ["actingweb: callbacks to peer {{e}}: circuit open for 1000 ms after 5 failures",
  "actingweb: callbacks to peer {{s}}: circuit open for 1000 ms after 5 failures",
