@@ -18,12 +18,6 @@ use ActingWeb::Test;
 use IO::Socket::INET ();
 use HTTP::Tiny ();
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
-}
 
 $ENV{TEST_NGINX_B_PORT} ||= free_port();
 $ENV{TEST_NGINX_CBLOG} ||= "/tmp/aw110-$$.log";
@@ -31,16 +25,7 @@ unlink $ENV{TEST_NGINX_CBLOG};
 
 END { unlink $ENV{TEST_NGINX_CBLOG} if $ENV{TEST_NGINX_CBLOG} }
 
-my $peer = <<'CONF';
-    location = /_actingweb_peer {
-        internal;
-        proxy_pass $actingweb_peer_url;
-        proxy_pass_request_headers off;
-        proxy_set_header Authorization $actingweb_peer_authorization;
-        proxy_set_header Content-Type application/json;
-        subrequest_output_buffer_size 64k;
-    }
-CONF
+my $peer = peer_location();
 
 block_defaults(
     http_config => <<"CONF",

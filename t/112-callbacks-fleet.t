@@ -23,16 +23,7 @@ END {
     system 'rm', '-rf', $Dir if -d $Dir;
 }
 
-my $peer = <<'CONF';
-    location = /_actingweb_peer {
-        internal;
-        proxy_pass $actingweb_peer_url;
-        proxy_pass_request_headers off;
-        proxy_set_header Authorization $actingweb_peer_authorization;
-        proxy_set_header Content-Type application/json;
-        subrequest_output_buffer_size 64k;
-    }
-CONF
+my $peer = peer_location();
 
 block_defaults(
     http_config => <<"CONF",
