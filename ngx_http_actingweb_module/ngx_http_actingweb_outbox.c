@@ -40,6 +40,9 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_COUNT  "32"
 #define NGX_HTTP_ACTINGWEB_OUTBOX_LEASE       "30000"     /* ms */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_CLAIMS      64
+#define NGX_HTTP_ACTINGWEB_OUTBOX_PAGE        128       /* events a run */
+#define NGX_HTTP_ACTINGWEB_OUTBOX_UNSENT      "128"     /* a run, a sub */
+#define NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET      (8 * 1024 * 1024)
 #define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
 #define NGX_HTTP_ACTINGWEB_BREAKER_FAILS      5
 #define NGX_HTTP_ACTINGWEB_RETRY_DELAY        1000
@@ -89,11 +92,20 @@ typedef struct {
 } ngx_http_actingweb_candidate_t;
 
 
+/* the 2xx callbacks of one run: one script clears them at its end */
+typedef struct {
+    ngx_queue_t                      done;       /* of sends, with nok */
+    ngx_uint_t                       refs;       /* the run, its sends */
+    ngx_str_t                        member;
+} ngx_http_actingweb_clears_t;
+
+
 /* one subscription's callbacks, sent one after the other */
 typedef struct {
     ngx_queue_t                      queue;      /* run, ready, waiting */
     ngx_queue_t                      all;        /* in ob->sends */
     ngx_http_actingweb_outbox_t     *outbox;
+    ngx_http_actingweb_clears_t     *clears;
     ngx_http_actingweb_peer_state_t *peer;
     ngx_str_t                        url;
     ngx_str_t                        baseuri;    /* url's start */
@@ -116,20 +128,76 @@ typedef struct {
 } ngx_http_actingweb_sends_t;
 
 
-/* a worker request's job: one scan, or one claimed actor */
+/* a change event of a run, read once for all subscriptions */
+typedef struct {
+    ngx_http_actingweb_sub_event_t   event;      /* while the reply lives */
+    ngx_str_t                        id;
+    ngx_str_t                        ts;         /* as diffs show it */
+} ngx_http_actingweb_run_event_t;
+
+
+/*
+ * The subscriptions whose diffs are alike (outbox_diff): each event's
+ * diff, printed once; "" when it gives none
+ */
+typedef struct {
+    ngx_uint_t                       hash;
+    ngx_str_t                        key;
+    cJSON                           *rec;
+    cJSON                           *trust;
+    ngx_str_t                       *data;       /* per event */
+} ngx_http_actingweb_run_class_t;
+
+
+/* a diff to send: stored unsent by a poll, or new */
+typedef struct {
+    ngx_uint_t                       seq;
+    ngx_uint_t                       event;      /* its index + 1, or 0 */
+    ngx_str_t                        ts;
+    ngx_str_t                        data;       /* JSON; "": a resync */
+    ngx_str_t                        url;        /* a resync's */
+} ngx_http_actingweb_run_diff_t;
+
+
+/* one subscription in a run */
+typedef struct {
+    cJSON                           *rec;
+    cJSON                           *trust;
+    ngx_str_t                        subid;
+    ngx_str_t                        peer;
+    ngx_str_t                        cursor;     /* as the run saw it */
+    ngx_str_t                        newcursor;
+    ngx_uint_t                       sequence;   /* as the run saw it */
+    ngx_uint_t                       cleared;
+    ngx_uint_t                       notified;
+    ngx_uint_t                       upto;       /* notified, then new */
+    ngx_uint_t                       nnew;       /* new diffs, the last */
+    ngx_array_t                      diffs;      /* of run_diff_t */
+    ngx_http_actingweb_run_class_t  *class;
+    unsigned                         skip:1;
+    unsigned                         trimmed:1;
+    unsigned                         lastresync:1;
+    unsigned                         included:1; /* in the store */
+} ngx_http_actingweb_run_sub_t;
+
+
+/* a worker request's job: one scan, or one claimed actor (a run) */
 typedef struct {
     ngx_http_actingweb_ctx_t         ctx;        /* first: r's ctx */
     ngx_event_t                      gone;       /* frees the request */
     ngx_http_request_t              *request;
     ngx_http_actingweb_outbox_t     *outbox;
+    ngx_http_actingweb_clears_t     *clears;
     ngx_str_t                        member;
     ngx_str_t                        pending;    /* event id claimed */
-    ngx_str_t                        actor_url;
-    ngx_str_t                       *subs;       /* subid, peer id, ... */
-    ngx_pool_cleanup_t              *mark;       /* before this poll's */
+    ngx_str_t                        newest;     /* event id, for resyncs */
+    ngx_http_actingweb_run_event_t  *events;
+    ngx_http_actingweb_run_sub_t    *subs;
+    ngx_array_t                      classes;    /* of run_class_t * */
     ngx_queue_t                      run;        /* this run's sends */
+    ngx_uint_t                       nevents;
     ngx_uint_t                       nsubs;
-    ngx_uint_t                       i;
+    unsigned                         more:1;     /* left for a next run */
 } ngx_http_actingweb_claim_t;
 
 
@@ -182,12 +250,34 @@ static ngx_int_t ngx_http_actingweb_outbox_claim(
     ngx_http_actingweb_outbox_t *ob, ngx_str_t *member);
 static void ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
-static void ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r);
-static void ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r,
-    ngx_int_t rc, cJSON *rec, cJSON *trust, cJSON *diffs, ngx_uint_t seen);
-static ngx_int_t ngx_http_actingweb_outbox_payload(ngx_http_request_t *r,
-    cJSON *rec, cJSON *entry, ngx_str_t *url, ngx_str_t *out,
-    u_char *downgraded);
+static ngx_int_t ngx_http_actingweb_outbox_events(ngx_http_request_t *r,
+    redisReply *events);
+static ngx_int_t ngx_http_actingweb_outbox_sub(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, redisReply **f);
+static ngx_int_t ngx_http_actingweb_outbox_stored(ngx_http_request_t *r,
+    ngx_str_t *text, ngx_http_actingweb_run_diff_t *d);
+static ngx_uint_t ngx_http_actingweb_outbox_uint(cJSON *rec,
+    const char *name);
+static ngx_int_t ngx_http_actingweb_outbox_make(ngx_http_request_t *r);
+static ngx_int_t ngx_http_actingweb_outbox_diff(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_uint_t k);
+static ngx_int_t ngx_http_actingweb_outbox_class(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs);
+static ngx_int_t ngx_http_actingweb_outbox_resync(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs);
+static ngx_int_t ngx_http_actingweb_outbox_store(ngx_http_request_t *r);
+static ngx_int_t ngx_http_actingweb_outbox_entry(ngx_http_request_t *r,
+    ngx_http_actingweb_run_diff_t *d, ngx_str_t *out);
+static u_char *ngx_http_actingweb_outbox_escape(u_char *dst, ngx_str_t *s);
+static void ngx_http_actingweb_outbox_saved(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply);
+static void ngx_http_actingweb_outbox_sends(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_uint_t order);
+static ngx_int_t ngx_http_actingweb_outbox_head(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_str_t *head);
+static ngx_int_t ngx_http_actingweb_outbox_body(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_str_t *head, ngx_str_t *url,
+    ngx_http_actingweb_run_diff_t *d, ngx_str_t *out, u_char *downgraded);
 static void ngx_http_actingweb_outbox_dedup(ngx_http_actingweb_claim_t *cl);
 static ngx_uint_t ngx_http_actingweb_outbox_wins(
     ngx_http_actingweb_sends_t *sd, ngx_http_actingweb_sends_t *other,
@@ -206,7 +296,7 @@ static ngx_msec_t ngx_http_actingweb_outbox_now(void);
 static void ngx_http_actingweb_outbox_circuit(ngx_http_actingweb_sends_t *sd,
     ngx_msec_t until);
 static ngx_http_actingweb_claim_t *ngx_http_actingweb_outbox_actor(
-    ngx_http_actingweb_sends_t *sd, ngx_str_t *id);
+    ngx_http_actingweb_outbox_t *ob, ngx_str_t *member, ngx_str_t *id);
 static ngx_uint_t ngx_http_actingweb_outbox_breaker(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_peer_state_t *ps,
     ngx_uint_t ok, ngx_msec_t wait);
@@ -218,7 +308,10 @@ static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_retry(ngx_event_t *ev);
-static void ngx_http_actingweb_outbox_clear(ngx_http_actingweb_sends_t *sd);
+static void ngx_http_actingweb_outbox_clears_put(
+    ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_clears_t *cs);
+static void ngx_http_actingweb_outbox_clear(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_clears_t *cs);
 static void ngx_http_actingweb_outbox_sends_free(
     ngx_http_actingweb_sends_t *sd);
 
@@ -815,6 +908,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     ngx_http_request_t               *r;
     ngx_http_conf_ctx_t              *cf;
     ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_loc_conf_t    *alcf;
     ngx_http_actingweb_redis_args_t  *a;
 
     if (ngx_exiting || ngx_terminate) {
@@ -852,18 +946,31 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     }
 
     r = cl->request;
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     p = ngx_pnalloc(r->pool, member->len);
-    a = ngx_http_actingweb_redis_args(r, 7);
+    a = ngx_http_actingweb_redis_args(r, 13);
 
     if (p == NULL || a == NULL) {
         goto failed;
     }
 
+    cl->clears = ngx_alloc(sizeof(ngx_http_actingweb_clears_t) + member->len,
+                           ob->log);
+    if (cl->clears == NULL) {
+        goto failed;
+    }
+
+    ngx_queue_init(&cl->clears->done);
+    cl->clears->refs = 1;
+    cl->clears->member.data = (u_char *) (cl->clears + 1);
+    cl->clears->member.len = member->len;
+    ngx_memcpy(cl->clears->member.data, member->data, member->len);
+
     cl->member.data = p;
     cl->member.len = member->len;
     ngx_memcpy(p, member->data, member->len);
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 2);
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 4);
     if (p == NULL) {
         goto failed;
     }
@@ -873,6 +980,9 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     if (ngx_http_actingweb_redis_key(r, a, &id, "actor") != NGX_OK
         || ngx_http_actingweb_redis_key(r, a, &id, "subs") != NGX_OK
         || ngx_http_actingweb_redis_key(r, a, &id, "circuits") != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &id, "trust") != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &id, "changes") != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &id, "diffs") != NGX_OK
         || ngx_http_actingweb_redis_arg(a, ob->owner,
                                         NGX_HTTP_ACTINGWEB_ID_LEN) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, p,
@@ -885,6 +995,18 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
                ngx_sprintf(p + NGX_INT_T_LEN, "%M",
                            ob->amcf->callback_timeout + 1000)
                - p - NGX_INT_T_LEN)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p + 2 * NGX_INT_T_LEN,
+               ngx_sprintf(p + 2 * NGX_INT_T_LEN, "%ui",
+                           (ngx_uint_t) NGX_HTTP_ACTINGWEB_OUTBOX_PAGE + 1)
+               - p - 2 * NGX_INT_T_LEN)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a,
+               (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_UNSENT,
+               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_UNSENT) - 1) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p + 3 * NGX_INT_T_LEN,
+               ngx_sprintf(p + 3 * NGX_INT_T_LEN, "%ui", alcf->change_log)
+               - p - 3 * NGX_INT_T_LEN)
            != NGX_OK)
     {
         goto failed;
@@ -903,20 +1025,35 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
 
 failed:
 
+    if (cl->clears) {
+        ngx_free(cl->clears);
+    }
+
     ngx_destroy_pool(r->pool);
 
     return NGX_ERROR;
 }
 
 
+/*
+ * The claim's reply: {pending event id, {event...}, newest event id or
+ * nil, {subscription...}}, a subscription being 8 fields: record,
+ * circuit, trust, trimmed, last diff a resync, first and last unsent
+ * sequence, {unsent diff...}.  The run's diffs are made here for all of
+ * the actor's subscriptions at once, while the reply lives, then one
+ * script stores them.
+ */
+
 static void
 ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply)
 {
-    size_t                       i;
-    ngx_str_t                    circuit;
-    ngx_msec_t                   now;
-    ngx_http_actingweb_claim_t  *cl;
+    size_t                         i;
+    ngx_str_t                      circuit;
+    ngx_msec_t                     now;
+    redisReply                    *subs;
+    ngx_http_actingweb_claim_t    *cl;
+    ngx_http_actingweb_run_sub_t  *rs;
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
@@ -933,8 +1070,12 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
         return;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4
+        || reply->element[1]->type != REDIS_REPLY_ARRAY
+        || reply->element[3]->type != REDIS_REPLY_ARRAY
         || ngx_http_actingweb_reply_str(r, reply->element[0], &cl->pending)
+           != NGX_OK
+        || ngx_http_actingweb_reply_str(r, reply->element[2], &cl->newest)
            != NGX_OK)
     {
         /* leased by a live worker: it releases and sees new work */
@@ -942,66 +1083,739 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
         return;
     }
 
-    cl->nsubs = (reply->elements - 1) / 3;
-    cl->subs = ngx_pcalloc(r->pool, sizeof(ngx_str_t) * 2 * (cl->nsubs + 1));
+    subs = reply->element[3];
+    cl->nsubs = subs->elements / 8;
+    cl->subs = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_run_sub_t)
+                                    * (cl->nsubs + 1));
 
-    if (cl->subs == NULL) {
-        ngx_http_actingweb_outbox_done(r);
+    if (cl->subs == NULL
+        || ngx_http_actingweb_outbox_events(r, reply->element[1]) != NGX_OK)
+    {
+        ngx_http_actingweb_outbox_release(r);
         return;
     }
 
     now = ngx_http_actingweb_outbox_now();
 
     for (i = 0; i < cl->nsubs; i++) {
-        if (ngx_http_actingweb_reply_str(r, reply->element[3 * i + 1],
-                                         &cl->subs[2 * i])
+        rs = &cl->subs[i];
+
+        if (ngx_http_actingweb_outbox_sub(r, rs, &subs->element[8 * i])
             != NGX_OK
-            || ngx_http_actingweb_reply_str(r, reply->element[3 * i + 2],
-                                            &cl->subs[2 * i + 1])
-               != NGX_OK
-            || ngx_http_actingweb_reply_str(r, reply->element[3 * i + 3],
-                                            &circuit)
-               != NGX_OK)
+            || ngx_http_actingweb_reply_str(r, subs->element[8 * i + 1],
+                                            &circuit) != NGX_OK)
         {
-            cl->nsubs = i;
-            break;
+            rs->skip = 1;
+            continue;
         }
 
-        ngx_http_actingweb_outbox_shared(cl->outbox, &cl->subs[2 * i + 1],
-                                         &circuit, now);
+        ngx_http_actingweb_outbox_shared(cl->outbox, &rs->peer, &circuit,
+                                         now);
     }
 
-    ngx_http_actingweb_outbox_next_sub(r);
+    if (ngx_http_actingweb_outbox_make(r) != NGX_OK
+        || ngx_http_actingweb_outbox_store(r) != NGX_OK)
+    {
+        ngx_http_actingweb_outbox_release(r);
+    }
 }
 
 
-/* the claimed subscriptions, one after the other, then the release */
+/* the page of events, read once for every subscription */
 
-static void
-ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
+static ngx_int_t
+ngx_http_actingweb_outbox_events(ngx_http_request_t *r, redisReply *events)
 {
-    ngx_queue_t                 *q;
-    ngx_http_actingweb_ctx_t    *ctx;
-    ngx_http_actingweb_claim_t  *cl;
+    size_t                           i;
+    ngx_http_actingweb_claim_t      *cl;
+    ngx_http_actingweb_run_event_t  *ev;
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    while (cl->i < cl->nsubs) {
-        ctx->segs[0] = cl->subs[2 * cl->i + 1];
-        cl->mark = r->pool->cleanup;
-
-        if (ngx_http_actingweb_sub_refresh(r, &cl->subs[2 * cl->i],
-                                      ngx_http_actingweb_outbox_refreshed)
-            == NGX_DONE)
-        {
-            return;
-        }
-
-        cl->i++;
+    cl->nevents = events->elements;
+    cl->more = (events->elements > NGX_HTTP_ACTINGWEB_OUTBOX_PAGE);
+    cl->events = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_run_event_t)
+                                      * (cl->nevents + 1));
+    if (cl->events == NULL) {
+        return NGX_ERROR;
     }
 
-    /* every subscription polled: this run's callbacks go */
+    for (i = 0; i < cl->nevents; i++) {
+        ev = &cl->events[i];
+
+        /* a broken event makes no diffs, as in a poll; NGX_ERROR: no id */
+
+        if (ngx_http_actingweb_sub_event_init(r, events->element[i],
+                                              &ev->event)
+            == NGX_ERROR
+            || ngx_http_actingweb_reply_str(r, ev->event.id, &ev->id)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ev->ts.data = ngx_pnalloc(r->pool, NGX_HTTP_ACTINGWEB_SUB_TIME_LEN);
+        if (ev->ts.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ev->ts.len = ngx_http_actingweb_sub_time(ev->ts.data, ev->id.data,
+                                                 ev->id.len)
+                     - ev->ts.data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* one subscription of the claim's reply (8 fields), out of the reply */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_sub(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, redisReply **f)
+{
+    size_t                          i;
+    ngx_str_t                       s;
+    const char                     *err;
+    ngx_http_actingweb_run_diff_t  *d;
+
+    if (f[0]->type != REDIS_REPLY_STRING || f[2]->type != REDIS_REPLY_STRING
+        || f[3]->type != REDIS_REPLY_INTEGER
+        || f[4]->type != REDIS_REPLY_INTEGER
+        || f[5]->type != REDIS_REPLY_INTEGER
+        || f[6]->type != REDIS_REPLY_INTEGER
+        || f[7]->type != REDIS_REPLY_ARRAY)
+    {
+        return NGX_ERROR;
+    }
+
+    rs->rec = ngx_http_actingweb_json_parse(r, (u_char *) f[0]->str,
+                                            f[0]->len, &err);
+    rs->trust = ngx_http_actingweb_trust_record(r, (u_char *) f[2]->str,
+                                                f[2]->len, &err);
+
+    if (!cJSON_IsObject(rs->rec) || rs->trust == NULL
+        || ngx_http_actingweb_json_str(rs->rec, "subscriptionid", &rs->subid)
+           != NGX_OK
+        || ngx_http_actingweb_json_str(rs->rec, "peerid", &rs->peer)
+           != NGX_OK
+        || ngx_http_actingweb_json_str(rs->rec, "cursor", &rs->cursor)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rs->sequence = ngx_http_actingweb_outbox_uint(rs->rec, "sequence");
+    rs->cleared = ngx_http_actingweb_outbox_uint(rs->rec, "cleared");
+    rs->notified = cJSON_GetObjectItemCaseSensitive(rs->rec, "notified")
+                   ? ngx_http_actingweb_outbox_uint(rs->rec, "notified")
+                   : rs->sequence;
+    rs->trimmed = (f[3]->integer != 0);
+    rs->lastresync = (f[4]->integer != 0);
+    rs->upto = (ngx_uint_t) f[6]->integer;
+    rs->newcursor = rs->cursor;
+
+    if (ngx_array_init(&rs->diffs, r->pool, f[7]->elements + 1,
+                       sizeof(ngx_http_actingweb_run_diff_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* diffs a poll stored after the last run: their callbacks are due */
+
+    for (i = 0; i < f[7]->elements; i++) {
+        if (ngx_http_actingweb_reply_str(r, f[7]->element[i], &s) != NGX_OK
+            || s.len == 0)
+        {
+            /* cleared meanwhile */
+            continue;
+        }
+
+        d = ngx_array_push(&rs->diffs);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(d, sizeof(ngx_http_actingweb_run_diff_t));
+
+        d->seq = (ngx_uint_t) f[5]->integer + i;
+
+        if (ngx_http_actingweb_outbox_stored(r, &s, d) != NGX_OK) {
+            rs->diffs.nelts--;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a stored diff's fields, for its callback */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_stored(ngx_http_request_t *r, ngx_str_t *text,
+    ngx_http_actingweb_run_diff_t *d)
+{
+    cJSON       *entry, *data;
+    const char  *err;
+
+    entry = ngx_http_actingweb_json_parse(r, text->data, text->len, &err);
+
+    if (!cJSON_IsObject(entry)
+        || ngx_http_actingweb_json_str(entry, "timestamp", &d->ts) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    data = cJSON_GetObjectItemCaseSensitive(entry, "data");
+
+    if (data) {
+        return ngx_http_actingweb_json_print(r, data, &d->data);
+    }
+
+    /* a resync */
+
+    return ngx_http_actingweb_json_str(entry, "url", &d->url);
+}
+
+
+static ngx_uint_t
+ngx_http_actingweb_outbox_uint(cJSON *rec, const char *name)
+{
+    cJSON  *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(rec, name);
+
+    return cJSON_IsNumber(item) && item->valuedouble > 0
+           ? (ngx_uint_t) item->valuedouble : 0;
+}
+
+
+/*
+ * The new diffs of every subscription, as a poll makes them (bounded by
+ * actingweb_change_log).  A run makes at most OUTBOX_BUDGET bytes of
+ * diffs; the subscriptions left over wait for the next run.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
+{
+    size_t                           budget;
+    ngx_uint_t                       i, j, k, pending;
+    ngx_http_actingweb_claim_t      *cl;
+    ngx_http_actingweb_run_sub_t    *rs;
+    ngx_http_actingweb_loc_conf_t   *alcf;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+
+    budget = 0;
+
+    for (i = 0; i < cl->nsubs; i++) {
+        rs = &cl->subs[i];
+
+        if (rs->skip) {
+            continue;
+        }
+
+        if (budget > NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET) {
+            rs->skip = 1;
+            cl->more = 1;
+            continue;
+        }
+
+        for (j = 0; j < rs->diffs.nelts; j++) {
+            budget += ((ngx_http_actingweb_run_diff_t *)
+                       rs->diffs.elts)[j].data.len;
+        }
+
+        if (rs->upto < rs->sequence) {
+            /* more unsent diffs than a page: those first */
+            cl->more = 1;
+            continue;
+        }
+
+        pending = rs->sequence - rs->cleared;
+
+        if (rs->trimmed) {
+            /* the cursor was trimmed away: events were lost, start over */
+
+            if (cl->newest.len == 0) {
+                continue;
+            }
+
+            rs->newcursor = cl->newest;
+
+            if (pending >= alcf->change_log || rs->lastresync) {
+                /* one resync waiting uncleared says it already */
+                continue;
+            }
+
+            if (ngx_http_actingweb_outbox_resync(r, rs) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        /* the cursor's own event, then the ones after it */
+
+        for (k = 0; k < cl->nevents; k++) {
+            if (cl->events[k].id.len == rs->cursor.len
+                && ngx_strncmp(cl->events[k].id.data, rs->cursor.data,
+                               rs->cursor.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (k == cl->nevents) {
+            /* beyond this page (a poll moved it on): a later run */
+            cl->more = 1;
+            continue;
+        }
+
+        for (k++; k < cl->nevents && pending < alcf->change_log; k++) {
+            switch (ngx_http_actingweb_outbox_diff(r, rs, k)) {
+
+            case NGX_OK:
+                pending++;
+                budget += ((ngx_http_actingweb_run_diff_t *)
+                           rs->diffs.elts)[rs->diffs.nelts - 1].data.len;
+                break;
+
+            case NGX_DECLINED:
+                break;
+
+            default:
+                return NGX_ERROR;
+            }
+
+            rs->newcursor = cl->events[k].id;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Event k as rs's next diff: NGX_OK (pushed), NGX_DECLINED (none), or
+ * NGX_ERROR.  A diff depends only on the event, the subscription's path
+ * and the trust's relationship and permissions (sub_event_diff): the
+ * subscriptions of one such class share each event's printed diff.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_diff(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_uint_t k)
+{
+    cJSON                           *diff;
+    ngx_int_t                        rc;
+    ngx_str_t                       *data;
+    ngx_http_actingweb_claim_t      *cl;
+    ngx_http_actingweb_run_diff_t   *d;
+    ngx_http_actingweb_run_class_t  *c;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (rs->class == NULL
+        && ngx_http_actingweb_outbox_class(r, rs) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    c = rs->class;
+    data = &c->data[k];
+
+    if (data->data == NULL) {
+        rc = ngx_http_actingweb_sub_event_diff(r, &cl->events[k].event,
+                                               c->rec, c->trust, &diff);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            if (ngx_http_actingweb_json_print(r, diff, data) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+        } else {
+            ngx_str_set(data, "");
+        }
+    }
+
+    if (data->len == 0) {
+        return NGX_DECLINED;
+    }
+
+    d = ngx_array_push(&rs->diffs);
+    if (d == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(d, sizeof(ngx_http_actingweb_run_diff_t));
+
+    d->seq = rs->sequence + ++rs->nnew;
+    d->ts = cl->events[k].ts;
+    d->data = *data;
+    d->event = k + 1;
+
+    return NGX_OK;
+}
+
+
+/* rs's class: target, subtarget, resource, relationship, permissions */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_class(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs)
+{
+    u_char                          *p;
+    size_t                           len;
+    ngx_str_t                        part[5];
+    ngx_uint_t                       i, hash;
+    ngx_http_actingweb_claim_t      *cl;
+    ngx_http_actingweb_run_class_t  *c, **cs;
+    static const char               *rec[] = {
+        "target", "subtarget", "resource"
+    };
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    len = 0;
+
+    for (i = 0; i < 5; i++) {
+        if (ngx_http_actingweb_json_str(i < 3 ? rs->rec : rs->trust,
+                                        i < 3 ? rec[i]
+                                              : i == 3 ? "relationship"
+                                                       : "perm",
+                                        &part[i])
+            != NGX_OK)
+        {
+            ngx_str_null(&part[i]);
+        }
+
+        len += part[i].len + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+
+    for (i = 0; i < 5; i++) {
+        len = ngx_cpymem(p + len, part[i].data, part[i].len) - p;
+        p[len++] = '\x01';
+    }
+
+    hash = ngx_hash_key(p, len);
+
+    if (cl->classes.elts == NULL
+        && ngx_array_init(&cl->classes, r->pool, 4,
+                          sizeof(ngx_http_actingweb_run_class_t *))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cs = cl->classes.elts;
+
+    for (i = 0; i < cl->classes.nelts; i++) {
+        if (cs[i]->hash == hash && cs[i]->key.len == len
+            && ngx_memcmp(cs[i]->key.data, p, len) == 0)
+        {
+            rs->class = cs[i];
+            return NGX_OK;
+        }
+    }
+
+    c = ngx_palloc(r->pool, sizeof(ngx_http_actingweb_run_class_t));
+    cs = ngx_array_push(&cl->classes);
+
+    if (c == NULL || cs == NULL) {
+        return NGX_ERROR;
+    }
+
+    *cs = c;
+    c->hash = hash;
+    c->key.data = p;
+    c->key.len = len;
+    c->rec = rs->rec;
+    c->trust = rs->trust;
+    c->data = ngx_pcalloc(r->pool, sizeof(ngx_str_t) * (cl->nevents + 1));
+
+    if (c->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rs->class = c;
+
+    return NGX_OK;
+}
+
+
+/* the spec's resync diff in place of the lost ones */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_resync(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs)
+{
+    ngx_http_actingweb_claim_t     *cl;
+    ngx_http_actingweb_run_diff_t  *d;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    d = ngx_array_push(&rs->diffs);
+    if (d == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(d, sizeof(ngx_http_actingweb_run_diff_t));
+
+    d->seq = rs->sequence + ++rs->nnew;
+    d->ts.data = ngx_pnalloc(r->pool, NGX_HTTP_ACTINGWEB_SUB_TIME_LEN);
+
+    if (d->ts.data == NULL
+        || ngx_http_actingweb_sub_resync_url(r, rs->rec, &d->url) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    d->ts.len = ngx_http_actingweb_sub_time(d->ts.data, cl->newest.data,
+                                            cl->newest.len)
+                - d->ts.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One script stores every subscription's new diffs, moves its cursor and
+ * its "notified" mark; ARGV per subscription: id, cursor and sequence
+ * seen, new cursor, notified before the new diffs, how many, the diffs.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_store(ngx_http_request_t *r)
+{
+    u_char                           *p;
+    ngx_str_t                         entry;
+    ngx_uint_t                        i, j, n;
+    ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_run_sub_t     *rs;
+    ngx_http_actingweb_run_diff_t    *d;
+    ngx_http_actingweb_redis_args_t  *a;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    n = 2;
+
+    for (i = 0; i < cl->nsubs; i++) {
+        rs = &cl->subs[i];
+
+        rs->included = !rs->skip
+                       && (rs->nnew || rs->upto != rs->notified
+                           || rs->newcursor.data != rs->cursor.data);
+
+        if (rs->included) {
+            n += 6 + rs->nnew;
+        }
+    }
+
+    if (n == 2) {
+        /* nothing new for anyone */
+        ngx_http_actingweb_outbox_release(r);
+        return NGX_OK;
+    }
+
+    a = ngx_http_actingweb_redis_args(r, n);
+
+    if (a == NULL
+        || ngx_http_actingweb_redis_key(r, a, &cl->ctx.actor_id, "subs")
+           != NGX_OK
+        || ngx_http_actingweb_redis_key(r, a, &cl->ctx.actor_id, "diffs")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < cl->nsubs; i++) {
+        rs = &cl->subs[i];
+
+        if (!rs->included) {
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, 3 * NGX_INT_T_LEN);
+
+        if (p == NULL
+            || ngx_http_actingweb_redis_arg(a, rs->subid.data, rs->subid.len)
+               != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, rs->cursor.data,
+                                            rs->cursor.len) != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, p,
+                   ngx_sprintf(p, "%ui", rs->sequence) - p) != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, rs->newcursor.data,
+                                            rs->newcursor.len) != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, p + NGX_INT_T_LEN,
+                   ngx_sprintf(p + NGX_INT_T_LEN, "%ui", rs->upto)
+                   - p - NGX_INT_T_LEN) != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, p + 2 * NGX_INT_T_LEN,
+                   ngx_sprintf(p + 2 * NGX_INT_T_LEN, "%ui", rs->nnew)
+                   - p - 2 * NGX_INT_T_LEN) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        d = rs->diffs.elts;
+
+        for (j = rs->diffs.nelts - rs->nnew; j < rs->diffs.nelts; j++) {
+            if (ngx_http_actingweb_outbox_entry(r, &d[j], &entry) != NGX_OK
+                || ngx_http_actingweb_redis_arg(a, entry.data, entry.len)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return ngx_http_actingweb_redis_script(r,
+                                         NGX_HTTP_ACTINGWEB_SCRIPT_CB_STORE,
+                                         a, ngx_http_actingweb_outbox_saved);
+}
+
+
+/* a diff as stored, and as a poll shows it (sub_entry, sub_resync) */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_entry(ngx_http_request_t *r,
+    ngx_http_actingweb_run_diff_t *d, ngx_str_t *out)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, sizeof("{\"sequence\":,\"timestamp\":\"\","
+                                    "\"type\":\"resync\",\"url\":\"\"}")
+                             + NGX_INT_T_LEN + d->ts.len + d->data.len
+                             + 6 * d->url.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_sprintf(p, "{\"sequence\":%ui,\"timestamp\":\"%V\",",
+                    d->seq, &d->ts);
+
+    if (d->data.len) {
+        p = ngx_sprintf(p, "\"data\":%V}", &d->data);
+
+    } else {
+        p = ngx_cpymem(p, "\"type\":\"resync\",\"url\":\"",
+                       sizeof("\"type\":\"resync\",\"url\":\"") - 1);
+        p = ngx_http_actingweb_outbox_escape(p, &d->url);
+        *p++ = '"';
+        *p++ = '}';
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* a JSON string's content: quotes, backslashes and controls escaped */
+
+static u_char *
+ngx_http_actingweb_outbox_escape(u_char *dst, ngx_str_t *s)
+{
+    u_char         c, *p, *last;
+    static u_char  hex[] = "0123456789abcdef";
+
+    for (p = s->data, last = p + s->len; p < last; p++) {
+        c = *p;
+
+        if (c == '"' || c == '\\') {
+            *dst++ = '\\';
+            *dst++ = c;
+
+        } else if (c < 0x20) {
+            dst = ngx_cpymem(dst, "\\u00", 4);
+            *dst++ = hex[c >> 4];
+            *dst++ = hex[c & 0xf];
+
+        } else {
+            *dst++ = c;
+        }
+    }
+
+    return dst;
+}
+
+
+/*
+ * The store's answer, per subscription: 1 stored, -1 a poll moved it
+ * meanwhile (its diffs get their callbacks in the next run), 0 gone.
+ * The stored ones' callbacks go now.
+ */
+
+static void
+ngx_http_actingweb_outbox_saved(ngx_http_request_t *r,
+    ngx_http_actingweb_redis_status_e status, redisReply *reply)
+{
+    ngx_uint_t                     i, k;
+    ngx_queue_t                   *q;
+    ngx_http_actingweb_claim_t    *cl;
+    ngx_http_actingweb_run_sub_t  *rs;
+
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (status != NGX_HTTP_ACTINGWEB_REDIS_OK
+        || reply->type != REDIS_REPLY_ARRAY)
+    {
+        ngx_log_error(NGX_LOG_ERR, cl->outbox->log, 0,
+                      "actingweb: callbacks of \"%V\" not stored; they go "
+                      "out with the next write", &cl->member);
+        ngx_http_actingweb_outbox_release(r);
+        return;
+    }
+
+    k = 0;
+
+    for (i = 0; i < cl->nsubs; i++) {
+        rs = &cl->subs[i];
+
+        if (!rs->included) {
+            continue;
+        }
+
+        if (k >= reply->elements
+            || reply->element[k]->type != REDIS_REPLY_INTEGER)
+        {
+            break;
+        }
+
+        switch (reply->element[k++]->integer) {
+
+        case 1:
+            if (rs->diffs.nelts) {
+                ngx_http_actingweb_outbox_sends(r, rs, i);
+            }
+
+            break;
+
+        case -1:
+            cl->more = 1;
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    /* every subscription stored: this run's callbacks go */
 
     ngx_http_actingweb_outbox_dedup(cl);
 
@@ -1017,68 +1831,54 @@ ngx_http_actingweb_outbox_next_sub(ngx_http_request_t *r)
 }
 
 
+/* the callbacks of one subscription, in sequence order */
+
 static void
-ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
-    cJSON *rec, cJSON *trust, cJSON *diffs, ngx_uint_t seen)
+ngx_http_actingweb_outbox_sends(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_uint_t order)
 {
     u_char                          *p;
-    cJSON                           *entry, *seq;
     size_t                           len;
+    ngx_str_t                        baseuri, secret, head, url, s, *id;
     ngx_int_t                        ms, en;
-    ngx_str_t                        peer, baseuri, secret, url, *body, s;
-    ngx_uint_t                       n, i;
-    ngx_http_actingweb_ctx_t        *ctx;
+    ngx_uint_t                       i, n;
     ngx_http_actingweb_claim_t      *cl;
     ngx_http_actingweb_sends_t      *sd;
     ngx_http_actingweb_outbox_t     *ob;
+    ngx_http_actingweb_run_diff_t   *d;
     ngx_http_actingweb_main_conf_t  *amcf;
     static const char               *specific[] = {
         "target", "subtarget", "resource"
     };
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ob = cl->outbox;
     amcf = ob->amcf;
+    n = rs->diffs.nelts;
+    d = rs->diffs.elts;
 
-    peer = cl->subs[2 * cl->i + 1];
-    cl->i++;
-
-    if (rc != NGX_OK || rec == NULL || trust == NULL) {
-        goto next;
-    }
-
-    /* the diffs this run made (a client's poll may have made others) */
-
-    n = 0;
-
-    cJSON_ArrayForEach(entry, diffs) {
-        seq = cJSON_GetObjectItemCaseSensitive(entry, "sequence");
-
-        if (cJSON_IsNumber(seq) && seq->valuedouble > (double) seen) {
-            n++;
-        }
-    }
-
-    if (n == 0
-        || ngx_http_actingweb_json_str(trust, "baseuri", &baseuri) != NGX_OK
-        || ngx_http_actingweb_json_str(trust, "secret", &secret) != NGX_OK
-        || ngx_http_actingweb_actor_url(r, &ctx->actor_id, &url) != NGX_OK)
+    if (ngx_http_actingweb_json_str(rs->trust, "baseuri", &baseuri)
+        != NGX_OK
+        || ngx_http_actingweb_json_str(rs->trust, "secret", &secret)
+           != NGX_OK
+        || ngx_http_actingweb_actor_url(r, &cl->ctx.actor_id, &url)
+           != NGX_OK
+        || ngx_http_actingweb_outbox_head(r, rs, &head) != NGX_OK)
     {
-        goto next;
+        return;
     }
 
     /* <baseuri>/callbacks/subscriptions/<our id>/<subid> */
 
     len = sizeof(ngx_http_actingweb_sends_t) + baseuri.len
-          + sizeof("/callbacks/subscriptions//") + ctx->actor_id.len
-          + cl->subs[2 * (cl->i - 1)].len + sizeof("Bearer ") + secret.len
-          + peer.len + n * (sizeof(ngx_str_t) + 3 * sizeof(ngx_uint_t) + 1)
-          + cl->member.len + cl->subs[2 * (cl->i - 1)].len;
+          + sizeof("/callbacks/subscriptions//") + cl->ctx.actor_id.len
+          + rs->subid.len + sizeof("Bearer ") + secret.len
+          + n * (sizeof(ngx_str_t) + 3 * sizeof(ngx_uint_t) + 1)
+          + cl->member.len + rs->subid.len;
 
     sd = ngx_calloc(len, ob->log);
     if (sd == NULL) {
-        goto next;
+        return;
     }
 
     sd->outbox = ob;
@@ -1093,13 +1893,12 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     p = ngx_cpymem(p, cl->member.data, cl->member.len);
     sd->member.len = cl->member.len;
     sd->subid.data = p;
-    p = ngx_cpymem(p, cl->subs[2 * (cl->i - 1)].data,
-                   cl->subs[2 * (cl->i - 1)].len);
-    sd->subid.len = cl->subs[2 * (cl->i - 1)].len;
+    p = ngx_cpymem(p, rs->subid.data, rs->subid.len);
+    sd->subid.len = rs->subid.len;
 
     sd->url.data = p;
     p = ngx_sprintf(p, "%V/callbacks/subscriptions/%V/%V", &baseuri,
-                    &ctx->actor_id, &cl->subs[2 * (cl->i - 1)]);
+                    &cl->ctx.actor_id, &rs->subid);
     sd->url.len = p - sd->url.data;
     sd->baseuri.data = sd->url.data;
     sd->baseuri.len = baseuri.len;
@@ -1109,15 +1908,14 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     p = ngx_sprintf(p, "Bearer %V", &secret);
     sd->authorization.len = p - sd->authorization.data;
 
-    sd->peer = ngx_http_actingweb_outbox_peer(ob, &peer);
-
-    sd->order = cl->i;
+    sd->peer = ngx_http_actingweb_outbox_peer(ob, &rs->peer);
+    sd->order = order;
 
     /* properties < properties/x < properties/x/y: the deeper one wins */
 
     for (i = 0; i < 3; i++) {
-        if (ngx_http_actingweb_json_str(rec, specific[i], &s)
-            == NGX_OK && s.len)
+        if (ngx_http_actingweb_json_str(rs->rec, specific[i], &s) == NGX_OK
+            && s.len)
         {
             sd->specific++;
 
@@ -1127,66 +1925,45 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
         }
     }
 
-    i = 0;
-
-    cJSON_ArrayForEach(entry, diffs) {
-        seq = cJSON_GetObjectItemCaseSensitive(entry, "sequence");
-
-        if (!cJSON_IsNumber(seq) || seq->valuedouble <= (double) seen) {
-            continue;
-        }
-
-        body = &sd->bodies[i];
-
-        if (ngx_http_actingweb_outbox_payload(r, rec, entry, &url, body,
-                                              &sd->downgraded[i])
+    for (i = 0; i < n; i++) {
+        if (ngx_http_actingweb_outbox_body(r, rs, &head, &url, &d[i],
+                                           &sd->bodies[sd->n],
+                                           &sd->downgraded[sd->n])
             != NGX_OK)
         {
             continue;
         }
 
-        /* out of the worker request's pool: it goes before the calls end */
-
-        p = ngx_alloc(body->len + 1, ob->log);
-        if (p == NULL) {
-            continue;
-        }
-
-        ngx_memcpy(p, body->data, body->len);
-        p[body->len] = '\0';
-        body->data = p;
-
-        if (sd->downgraded[i]) {
+        if (sd->downgraded[sd->n]) {
             ngx_http_actingweb_metric_inc(amcf,
                                      NGX_HTTP_ACTINGWEB_M_CALLBACK_DOWNGRADED);
         }
 
-        sd->seqs[i] = (ngx_uint_t) seq->valuedouble;
+        sd->seqs[sd->n] = d[i].seq;
 
-        /* the event as two numbers: "<ms>-<n>" */
+        /* the event as two numbers "<ms>-<n>", for one POST per event */
 
-        if (ngx_http_actingweb_json_str(entry, NGX_HTTP_ACTINGWEB_SUB_EVENT,
-                                        &s) == NGX_OK
-            && (p = ngx_strlchr(s.data, s.data + s.len, '-')) != NULL)
-        {
-            ms = ngx_atoi(s.data, p - s.data);
-            en = ngx_atoi(p + 1, s.data + s.len - p - 1);
+        if (d[i].event) {
+            id = &cl->events[d[i].event - 1].id;
+            p = ngx_strlchr(id->data, id->data + id->len, '-');
+
+            ms = p ? ngx_atoi(id->data, p - id->data) : NGX_ERROR;
+            en = p ? ngx_atoi(p + 1, id->data + id->len - p - 1)
+                   : NGX_ERROR;
 
             if (ms != NGX_ERROR && en != NGX_ERROR) {
-                sd->events[2 * i] = ms;
-                sd->events[2 * i + 1] = en;
+                sd->events[2 * sd->n] = ms;
+                sd->events[2 * sd->n + 1] = en;
             }
         }
 
         ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH);
-        i++;
+        sd->n++;
     }
-
-    sd->n = i;
 
     if (sd->peer == NULL || sd->n == 0) {
         ngx_http_actingweb_outbox_sends_free(sd);
-        goto next;
+        return;
     }
 
     sd->dummy.fd = (ngx_socket_t) -1;
@@ -1195,135 +1972,163 @@ ngx_http_actingweb_outbox_refreshed(ngx_http_request_t *r, ngx_int_t rc,
     sd->retry.log = ob->log;
     sd->retry.cancelable = 1;
 
-    /* ready when the run has polled every subscription */
+    sd->clears = cl->clears;
+    sd->clears->refs++;
+
+    /* ready when the whole run is known (outbox_dedup) */
 
     ngx_queue_insert_tail(&cl->run, &sd->queue);
     sd->queued = 1;
-
-next:
-
-    /* this poll's JSON goes now, not with the run's request */
-
-    ngx_http_actingweb_json_release(r->pool, cl->mark);
-
-    ngx_http_actingweb_outbox_next_sub(r);
 }
 
 
 /*
- * The spec's callback: {"id", "subscriptionid", "target", "subtarget"?,
- * "resource"?, "sequence", "timestamp", "granularity", "data" | "url"}
- * ("type" and "url" for a resync); a high one above
- * actingweb_callback_max_payload goes as low.
+ * The start of every callback of rs: {"id", "subscriptionid", "target",
+ * "subtarget"?, "resource"? without the closing brace
  */
 
 static ngx_int_t
-ngx_http_actingweb_outbox_payload(ngx_http_request_t *r, cJSON *rec,
-    cJSON *entry, ngx_str_t *url, ngx_str_t *out, u_char *downgraded)
+ngx_http_actingweb_outbox_head(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_str_t *head)
 {
-    u_char                          *p;
-    cJSON                           *cb, *item, *data;
-    ngx_str_t                        s, gran;
-    ngx_uint_t                       i;
-    ngx_http_actingweb_ctx_t        *ctx;
-    ngx_http_actingweb_main_conf_t  *amcf;
-    static const char               *copy[] = {
+    cJSON                       *cb;
+    ngx_str_t                    s;
+    ngx_uint_t                   i;
+    ngx_http_actingweb_claim_t  *cl;
+    static const char           *copy[] = {
         "subscriptionid", "target", "subtarget", "resource", NULL
     };
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
-
-    *downgraded = 0;
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
     cb = cJSON_CreateObject();
     if (cb == NULL || ngx_http_actingweb_json_guard(r, cb) != NGX_OK
-        || ngx_http_actingweb_json_add_str(r, cb, "id", &ctx->actor_id)
+        || ngx_http_actingweb_json_add_str(r, cb, "id", &cl->ctx.actor_id)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     for (i = 0; copy[i]; i++) {
-        if (ngx_http_actingweb_json_str(rec, copy[i], &s) == NGX_OK
+        if (ngx_http_actingweb_json_str(rs->rec, copy[i], &s) == NGX_OK
             && ngx_http_actingweb_json_add_str(r, cb, copy[i], &s) != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
 
-    cJSON_ArrayForEach(item, entry) {
-        if (ngx_strcmp(item->string, "data") != 0
-            && ngx_strcmp(item->string, NGX_HTTP_ACTINGWEB_SUB_EVENT) != 0)
-        {
-            cJSON_AddItemReferenceToObject(cb, item->string, item);
-        }
-    }
-
-    if (ngx_http_actingweb_json_str(rec, "granularity", &gran) != NGX_OK) {
-        ngx_str_set(&gran, "high");
-    }
-
-    data = cJSON_GetObjectItemCaseSensitive(entry, "data");
-
-    if (data && gran.len == 4 && ngx_strncmp(gran.data, "high", 4) == 0) {
-        if (ngx_http_actingweb_json_add_str(r, cb, "granularity", &gran)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        cJSON_AddItemReferenceToObject(cb, "data", data);
-
-        if (ngx_http_actingweb_json_print(r, cb, out) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (out->len <= amcf->callback_max_payload) {
-            return NGX_OK;
-        }
-
-        cJSON_DeleteItemFromObjectCaseSensitive(cb, "data");
-        cJSON_DeleteItemFromObjectCaseSensitive(cb, "granularity");
-        *downgraded = 1;
-    }
-
-    if (data) {
-        /* low: where the diff is, <actor>/subscriptions/<peer>/<sub>/<seq> */
-
-        item = cJSON_GetObjectItemCaseSensitive(entry, "sequence");
-
-        ngx_str_set(&gran, "low");
-
-        if (ngx_http_actingweb_json_str(rec, "subscriptionid", &s) != NGX_OK
-            || !cJSON_IsNumber(item))
-        {
-            return NGX_ERROR;
-        }
-
-        p = ngx_pnalloc(r->pool, url->len + sizeof("/subscriptions///")
-                                 + ctx->segs[0].len + s.len + NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        s.len = ngx_sprintf(p, "%V/subscriptions/%V/%V/%ui%Z", url,
-                            &ctx->segs[0], &s, (ngx_uint_t) item->valuedouble)
-                - p - 1;
-        s.data = p;
-
-        if (ngx_http_actingweb_json_add_str(r, cb, "url", &s) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ngx_http_actingweb_json_add_str(r, cb, "granularity", &gran)
-        != NGX_OK)
+    if (ngx_http_actingweb_json_print(r, cb, head) != NGX_OK
+        || head->len < 2)
     {
         return NGX_ERROR;
     }
 
-    return ngx_http_actingweb_json_print(r, cb, out);
+    head->len--;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The spec's callback, out of the pool (it outlives the run): high with
+ * "data", low with the diff's "url", or a resync; a high one above
+ * actingweb_callback_max_payload goes as low.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_outbox_body(ngx_http_request_t *r,
+    ngx_http_actingweb_run_sub_t *rs, ngx_str_t *head, ngx_str_t *url,
+    ngx_http_actingweb_run_diff_t *d, ngx_str_t *out, u_char *downgraded)
+{
+    u_char                          *p;
+    size_t                           len;
+    ngx_str_t                        gran, low;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    *downgraded = 0;
+
+    if (ngx_http_actingweb_json_str(rs->rec, "granularity", &gran) != NGX_OK
+        || gran.len != 3 || ngx_strncmp(gran.data, "low", 3) != 0)
+    {
+        ngx_str_set(&gran, "high");
+    }
+
+    len = head->len + sizeof(",\"sequence\":,\"timestamp\":\"\","
+                             "\"granularity\":\"high\",\"data\":}")
+          + NGX_INT_T_LEN + d->ts.len + d->data.len;
+
+    if (d->data.len && gran.len == 4) {
+        if (len <= amcf->callback_max_payload + NGX_INT_T_LEN + 1) {
+            p = ngx_alloc(len, r->connection->log);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            out->data = p;
+            p = ngx_sprintf(p, "%V,\"sequence\":%ui,\"timestamp\":\"%V\","
+                            "\"granularity\":\"high\",\"data\":%V}",
+                            head, d->seq, &d->ts, &d->data);
+            out->len = p - out->data;
+
+            if (out->len <= amcf->callback_max_payload) {
+                return NGX_OK;
+            }
+
+            ngx_free(out->data);
+        }
+
+        *downgraded = 1;
+    }
+
+    if (d->data.len) {
+        /* low: where the diff is, <actor>/subscriptions/<peer>/<sub>/<seq> */
+
+        ngx_str_set(&gran, "low");
+
+        low.data = ngx_pnalloc(r->pool, url->len + sizeof("/subscriptions///")
+                                        + rs->peer.len + rs->subid.len
+                                        + NGX_INT_T_LEN);
+        if (low.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        low.len = ngx_sprintf(low.data, "%V/subscriptions/%V/%V/%ui", url,
+                              &rs->peer, &rs->subid, d->seq)
+                  - low.data;
+        url = &low;
+    } else {
+        url = &d->url;
+    }
+
+    /* low, or a resync (its url for the whole state) */
+
+    len = head->len + sizeof(",\"sequence\":,\"timestamp\":\"\","
+                             "\"type\":\"resync\",\"url\":\"\","
+                             "\"granularity\":\"high\"}")
+          + NGX_INT_T_LEN + d->ts.len + 6 * url->len;
+
+    p = ngx_alloc(len, r->connection->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    p = ngx_sprintf(p, "%V,\"sequence\":%ui,\"timestamp\":\"%V\",", head,
+                    d->seq, &d->ts);
+
+    if (d->data.len == 0) {
+        p = ngx_cpymem(p, "\"type\":\"resync\",",
+                       sizeof("\"type\":\"resync\",") - 1);
+    }
+
+    p = ngx_cpymem(p, "\"url\":\"", sizeof("\"url\":\"") - 1);
+    p = ngx_http_actingweb_outbox_escape(p, url);
+    p = ngx_sprintf(p, "\",\"granularity\":\"%V\"}", &gran);
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 
@@ -1451,7 +2256,9 @@ ngx_http_actingweb_outbox_release(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     id = ctx->actor_id;
 
-    a = ngx_http_actingweb_redis_args(r, 3);
+    a = ngx_http_actingweb_redis_args(r, 4);
+
+    /* work left for a next run keeps the pending mark */
 
     if (a == NULL
         || ngx_http_actingweb_redis_key(r, a, &id, "actor") != NGX_OK
@@ -1459,6 +2266,8 @@ ngx_http_actingweb_outbox_release(ngx_http_request_t *r)
                                         NGX_HTTP_ACTINGWEB_ID_LEN) != NGX_OK
         || ngx_http_actingweb_redis_arg(a, cl->pending.data,
                                         cl->pending.len) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, (u_char *) (cl->more ? "1" : "0"),
+                                        1) != NGX_OK
         || ngx_http_actingweb_redis_script(r,
                                       NGX_HTTP_ACTINGWEB_SCRIPT_CB_RELEASE, a,
                                       ngx_http_actingweb_outbox_released)
@@ -1503,6 +2312,11 @@ ngx_http_actingweb_outbox_done(ngx_http_request_t *r)
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ob = cl->outbox;
+
+    if (cl->clears) {
+        ngx_http_actingweb_outbox_clears_put(ob, cl->clears);
+        cl->clears = NULL;
+    }
 
     ngx_http_actingweb_outbox_free(r);
 
@@ -2011,48 +2825,109 @@ ngx_http_actingweb_outbox_retry(ngx_event_t *ev)
 }
 
 
-/* the diffs of callbacks answered 2xx are cleared, as the spec asks */
+/* a run or one of its sends is done: the last one clears the 2xx diffs */
 
 static void
-ngx_http_actingweb_outbox_clear(ngx_http_actingweb_sends_t *sd)
+ngx_http_actingweb_outbox_clears_put(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_clears_t *cs)
+{
+    ngx_queue_t                 *q;
+    ngx_http_actingweb_sends_t  *sd;
+
+    if (--cs->refs) {
+        return;
+    }
+
+    if (!ngx_queue_empty(&cs->done)
+        && !ngx_exiting && !ngx_terminate && !ngx_quit)
+    {
+        ngx_http_actingweb_outbox_clear(ob, cs);
+    }
+
+    while (!ngx_queue_empty(&cs->done)) {
+        q = ngx_queue_head(&cs->done);
+        ngx_queue_remove(q);
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        ngx_free(sd);
+    }
+
+    ngx_free(cs);
+}
+
+
+/*
+ * The diffs of callbacks answered 2xx are cleared, as the spec asks: one
+ * script for the run; ARGV: subscription id, how many, sequences, ...
+ */
+
+static void
+ngx_http_actingweb_outbox_clear(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_clears_t *cs)
 {
     u_char                           *p;
     ngx_str_t                         id;
-    ngx_uint_t                        i;
+    ngx_uint_t                        i, n;
+    ngx_queue_t                      *q;
     ngx_http_request_t               *r;
     ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_sends_t       *sd;
     ngx_http_actingweb_redis_args_t  *a;
 
-    cl = ngx_http_actingweb_outbox_actor(sd, &id);
+    cl = ngx_http_actingweb_outbox_actor(ob, &cs->member, &id);
     if (cl == NULL) {
         return;
     }
 
     r = cl->request;
-    a = ngx_http_actingweb_redis_args(r, 3 + sd->nok);
-    p = ngx_pnalloc(r->pool, sd->subid.len + sd->nok * NGX_INT_T_LEN);
+    n = 2;
 
-    /* the arguments live in the request's pool: sd goes now */
+    for (q = ngx_queue_head(&cs->done);
+         q != ngx_queue_sentinel(&cs->done);
+         q = ngx_queue_next(q))
+    {
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        n += 2 + sd->nok;
+    }
+
+    a = ngx_http_actingweb_redis_args(r, n);
+    p = ngx_pnalloc(r->pool, n * NGX_INT_T_LEN);
+
+    /* the arguments live in the request's pool: the sends go now */
 
     if (a == NULL || p == NULL
         || ngx_http_actingweb_redis_key(r, a, &id, "subs") != NGX_OK
-        || ngx_http_actingweb_redis_key(r, a, &id, "diffs") != NGX_OK
-        || ngx_http_actingweb_redis_arg(a, p, sd->subid.len) != NGX_OK)
+        || ngx_http_actingweb_redis_key(r, a, &id, "diffs") != NGX_OK)
     {
         goto done;
     }
 
-    p = ngx_cpymem(p, sd->subid.data, sd->subid.len);
+    for (q = ngx_queue_head(&cs->done);
+         q != ngx_queue_sentinel(&cs->done);
+         q = ngx_queue_next(q))
+    {
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
 
-    for (i = 0; i < sd->nok; i++) {
-        if (ngx_http_actingweb_redis_arg(a, p,
-                ngx_sprintf(p, "%ui", sd->seqs[i]) - p)
-            != NGX_OK)
+        if (ngx_http_actingweb_redis_arg(a, sd->subid.data, sd->subid.len)
+            != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, p,
+                                   ngx_sprintf(p, "%ui", sd->nok) - p)
+               != NGX_OK)
         {
             goto done;
         }
 
         p += NGX_INT_T_LEN;
+
+        for (i = 0; i < sd->nok; i++) {
+            if (ngx_http_actingweb_redis_arg(a, p,
+                    ngx_sprintf(p, "%ui", sd->seqs[i]) - p)
+                != NGX_OK)
+            {
+                goto done;
+            }
+
+            p += NGX_INT_T_LEN;
+        }
     }
 
     /* a failure leaves the diffs for the subscriber's poll */
@@ -2079,7 +2954,7 @@ ngx_http_actingweb_outbox_circuit(ngx_http_actingweb_sends_t *sd,
     ngx_http_actingweb_claim_t       *cl;
     ngx_http_actingweb_redis_args_t  *a;
 
-    cl = ngx_http_actingweb_outbox_actor(sd, &id);
+    cl = ngx_http_actingweb_outbox_actor(sd->outbox, &sd->member, &id);
     if (cl == NULL) {
         return;
     }
@@ -2106,35 +2981,36 @@ ngx_http_actingweb_outbox_circuit(ngx_http_actingweb_sends_t *sd,
 }
 
 
-/* a worker request for the actor of sd, for a command of its own */
+/* a worker request for the actor at member, for a command of its own */
 
 static ngx_http_actingweb_claim_t *
-ngx_http_actingweb_outbox_actor(ngx_http_actingweb_sends_t *sd,
-    ngx_str_t *id)
+ngx_http_actingweb_outbox_actor(ngx_http_actingweb_outbox_t *ob,
+    ngx_str_t *member, ngx_str_t *id)
 {
     ngx_str_t             host;
     ngx_http_conf_ctx_t  *cf;
 
-    cf = ngx_http_actingweb_outbox_locate(sd->outbox, &sd->member, &host, id);
+    cf = ngx_http_actingweb_outbox_locate(ob, member, &host, id);
     if (cf == NULL) {
         return NULL;
     }
 
-    return ngx_http_actingweb_outbox_request(sd->outbox, cf, &host, id);
+    return ngx_http_actingweb_outbox_request(ob, cf, &host, id);
 }
 
 
 static void
 ngx_http_actingweb_outbox_sends_free(ngx_http_actingweb_sends_t *sd)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                    i;
+    ngx_http_actingweb_outbox_t  *ob;
+    ngx_http_actingweb_clears_t  *cs;
 
-    if (sd->nok && !ngx_exiting && !ngx_terminate && !ngx_quit) {
-        ngx_http_actingweb_outbox_clear(sd);
-    }
+    ob = sd->outbox;
 
     if (sd->queued) {
         ngx_queue_remove(&sd->queue);
+        sd->queued = 0;
     }
 
     ngx_queue_remove(&sd->all);
@@ -2147,5 +3023,22 @@ ngx_http_actingweb_outbox_sends_free(ngx_http_actingweb_sends_t *sd)
         ngx_free(sd->bodies[i].data);
     }
 
-    ngx_free(sd);
+    sd->n = 0;
+    cs = sd->clears;
+
+    if (cs == NULL) {
+        ngx_free(sd);
+        return;
+    }
+
+    /* its 2xx sequences wait for the run's one clear */
+
+    if (sd->nok && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_queue_insert_tail(&cs->done, &sd->queue);
+
+    } else {
+        ngx_free(sd);
+    }
+
+    ngx_http_actingweb_outbox_clears_put(ob, cs);
 }

@@ -56,6 +56,7 @@ typedef enum {
     NGX_HTTP_ACTINGWEB_SCRIPT_OUTSUB_APPLY,
     NGX_HTTP_ACTINGWEB_SCRIPT_OUTSUB_DELETE,
     NGX_HTTP_ACTINGWEB_SCRIPT_CB_CLAIM,
+    NGX_HTTP_ACTINGWEB_SCRIPT_CB_STORE,
     NGX_HTTP_ACTINGWEB_SCRIPT_CB_RELEASE,
     NGX_HTTP_ACTINGWEB_SCRIPT_CB_CLEARED,
     NGX_HTTP_ACTINGWEB_SCRIPT_CB_CIRCUIT,
@@ -143,17 +144,27 @@ ngx_int_t ngx_http_actingweb_cluster_connected(
     ngx_http_actingweb_cluster_t *cl);
 ngx_uint_t ngx_http_actingweb_cluster_slot(u_char *key, size_t len);
 
-/* subscriptions.c: a poll for callback delivery (outbox.c) */
+/* subscriptions.c: diffs for callback delivery (outbox.c) */
 
-/* a new diff's stream event id, in deliveries only */
-#define NGX_HTTP_ACTINGWEB_SUB_EVENT  "_event"
+#define NGX_HTTP_ACTINGWEB_SUB_TIME_LEN  sizeof("1970-01-01T00:00:00.000000Z")
 
-typedef void (*ngx_http_actingweb_sub_done_pt)(ngx_http_request_t *r,
-    ngx_int_t rc, cJSON *rec, cJSON *trust, cJSON *diffs,
-    ngx_uint_t seen);
+typedef struct {
+    redisReply                      *id;         /* "<ms>-<n>" */
+    cJSON                           *path;       /* NULL: no diffs */
+    redisReply                      *value;      /* as written */
+    cJSON                           *parsed;     /* value, on first need */
+    unsigned                         del:1;
+    unsigned                         broken:1;
+} ngx_http_actingweb_sub_event_t;
 
-ngx_int_t ngx_http_actingweb_sub_refresh(ngx_http_request_t *r,
-    ngx_str_t *subid, ngx_http_actingweb_sub_done_pt done);
+ngx_int_t ngx_http_actingweb_sub_event_init(ngx_http_request_t *r,
+    redisReply *ev, ngx_http_actingweb_sub_event_t *e);
+ngx_int_t ngx_http_actingweb_sub_event_diff(ngx_http_request_t *r,
+    ngx_http_actingweb_sub_event_t *e, cJSON *rec, cJSON *trust,
+    cJSON **diff);
+u_char *ngx_http_actingweb_sub_time(u_char *buf, u_char *id, size_t len);
+ngx_int_t ngx_http_actingweb_sub_resync_url(ngx_http_request_t *r,
+    cJSON *rec, ngx_str_t *url);
 
 /* outbox.c: callback delivery */
 void ngx_http_actingweb_outbox_mark(ngx_http_request_t *r);

@@ -545,14 +545,23 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
     /*
      * Callback delivery claims an actor's pending work with a lease
      * ("cblease": "<owner> <expiry ms>"); an expired lease (its worker
-     * died) is taken over.  KEYS: actor, subs, circuits; ARGV: owner,
-     * now (ms), lease (ms), probe lease (ms)
+     * died) is taken over.  The claim also reads what the run needs: the
+     * events from the oldest cursor on, and per subscription that wants
+     * callbacks its record, the peer's circuit and trust, and the diffs a
+     * poll stored since the last run ("notified" on: their callbacks are
+     * still due).  A subscription with actingweb_change_log diffs
+     * uncleared takes no more, so its cursor does not hold the others'.
+     * KEYS: actor, subs, circuits, trust, changes, diffs; ARGV: owner,
+     * now (ms), lease (ms), probe lease (ms), events, unsent per
+     * subscription, change log
      * returns nil: nothing pending, 0: leased by a live owner, or
-     * {pending event id, subscription id, peer id, circuit, ...} of the
-     * subscriptions that want callbacks; circuit: "" closed, "<ms>" open
-     * until then (some worker's breaker opened it), "probe": it was open
-     * and the time has passed: this claim probes (half open), the others
-     * skip the peer for the probe lease
+     * {pending event id, {event...}, newest event id or false, {record,
+     * circuit, trust, trimmed (0/1), last diff a resync (0/1), first
+     * unsent sequence, notified after the unsent, {unsent diff...}, ...}}
+     * circuit: "" closed, "<ms>" open until then (some worker's breaker
+     * opened it), "probe": it was open and the time has passed: this
+     * claim probes (half open), the others skip the peer for the probe
+     * lease
      */
     { "cb_claim",
       "local p = redis.call('HGET', KEYS[1], 'pending')\n"
@@ -566,33 +575,122 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "end\n"
       "redis.call('HSET', KEYS[1], 'cblease',\n"
       "           ARGV[1] .. ' ' .. (tonumber(ARGV[2]) + tonumber(ARGV[3])))\n"
-      "local out, circ = {p}, {}\n"
-      "local now = tonumber(ARGV[2])\n"
+      "local function older(a, b)\n"
+      "  local am, an = string.match(a, '^(%d+)-(%d+)$')\n"
+      "  local bm, bn = string.match(b, '^(%d+)-(%d+)$')\n"
+      "  if not am or not bm then return false end\n"
+      "  am, an, bm, bn = tonumber(am), tonumber(an), tonumber(bm),\n"
+      "                   tonumber(bn)\n"
+      "  return am < bm or (am == bm and an < bn)\n"
+      "end\n"
+      "local first = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)[1]\n"
+      "local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)[1]\n"
+      "local subs, circ, trusts, from = {}, {}, {}, nil\n"
+      "local now, page = tonumber(ARGV[2]), tonumber(ARGV[6])\n"
       "for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"
       "  local rec = cjson.decode(v)\n"
-      "  if rec.granularity ~= 'none' then\n"
-      "    local c = circ[rec.peerid]\n"
-      "    if not c then\n"
-      "      c = redis.call('HGET', KEYS[3], rec.peerid) or ''\n"
+      "  local id = rec.peerid\n"
+      "  if rec.granularity ~= 'none' and type(rec.cursor) == 'string' then\n"
+      "    local t = trusts[id]\n"
+      "    if t == nil then\n"
+      "      t = redis.call('HGET', KEYS[4], id) or false\n"
+      "      trusts[id] = t\n"
+      "    end\n"
+      "    local c = circ[id]\n"
+      "    if t and not c then\n"
+      "      c = redis.call('HGET', KEYS[3], id) or ''\n"
       "      if c ~= '' and tonumber(c) <= now then\n"
-      "        redis.call('HSET', KEYS[3], rec.peerid,\n"
-      "                   now + tonumber(ARGV[4]))\n"
+      "        redis.call('HSET', KEYS[3], id, now + tonumber(ARGV[4]))\n"
       "        c = 'probe'\n"
       "      end\n"
-      "      circ[rec.peerid] = c\n"
+      "      circ[id] = c\n"
       "    end\n"
-      "    out[#out + 1] = rec.subscriptionid\n"
-      "    out[#out + 1] = rec.peerid\n"
-      "    out[#out + 1] = c\n"
+      "    if t then\n"
+      "      local trimmed = first == nil or older(rec.cursor, first[1])\n"
+      "      if not trimmed\n"
+      "         and rec.sequence - rec.cleared < tonumber(ARGV[7])\n"
+      "         and (from == nil or older(rec.cursor, from)) then\n"
+      "        from = rec.cursor\n"
+      "      end\n"
+      "      local lr = 0\n"
+      "      if trimmed and rec.sequence > rec.cleared then\n"
+      "        local d = redis.call('HGET', KEYS[6], rec.subscriptionid ..\n"
+      "                             ':' .. rec.sequence)\n"
+      "        if d and string.find(d, '\"type\":\"resync\"', 1, true) then\n"
+      "          lr = 1\n"
+      "        end\n"
+      "      end\n"
+      "      local base = math.max(rec.notified or rec.sequence, rec.cleared)\n"
+      "      local upto = math.min(rec.sequence, base + page)\n"
+      "      local unsent = {}\n"
+      "      if upto > base then\n"
+      "        local names = {}\n"
+      "        for i = base + 1, upto do\n"
+      "          names[#names + 1] = rec.subscriptionid .. ':' .. i\n"
+      "        end\n"
+      "        unsent = redis.call('HMGET', KEYS[6], unpack(names))\n"
+      "      end\n"
+      "      subs[#subs + 1] = v\n"
+      "      subs[#subs + 1] = c\n"
+      "      subs[#subs + 1] = t\n"
+      "      subs[#subs + 1] = trimmed and 1 or 0\n"
+      "      subs[#subs + 1] = lr\n"
+      "      subs[#subs + 1] = base + 1\n"
+      "      subs[#subs + 1] = upto > base and upto or base\n"
+      "      subs[#subs + 1] = unsent\n"
+      "    end\n"
       "  end\n"
+      "end\n"
+      "local ev = {}\n"
+      "if from then\n"
+      "  ev = redis.call('XRANGE', KEYS[5], from, '+', 'COUNT', ARGV[5])\n"
+      "end\n"
+      "return {p, ev, last and last[1] or false, subs}\n",
+      "" },
+
+    /*
+     * A run's new diffs, for all subscriptions at once: each one's are
+     * numbered on from the sequence the run saw, its cursor moves and
+     * "notified" says the run has seen them; only if no poll moved the
+     * subscription meanwhile.  KEYS: subs, diffs; ARGV per subscription:
+     * id, cursor seen, sequence seen, new cursor, notified before the
+     * new diffs, how many, diff 1, diff 2, ...
+     * returns per subscription 0: gone, -1: moved meanwhile, 1: stored
+     */
+    { "cb_store",
+      "local out, i = {}, 1\n"
+      "while i <= #ARGV do\n"
+      "  local n = tonumber(ARGV[i + 5])\n"
+      "  local s = redis.call('HGET', KEYS[1], ARGV[i])\n"
+      "  if not s then\n"
+      "    out[#out + 1] = 0\n"
+      "  else\n"
+      "    local rec = cjson.decode(s)\n"
+      "    if rec.cursor ~= ARGV[i + 1]\n"
+      "       or rec.sequence ~= tonumber(ARGV[i + 2]) then\n"
+      "      out[#out + 1] = -1\n"
+      "    else\n"
+      "      for j = 1, n do\n"
+      "        redis.call('HSET', KEYS[2], ARGV[i] .. ':' .. (rec.sequence + j),\n"
+      "                   ARGV[i + 5 + j])\n"
+      "      end\n"
+      "      rec.sequence = rec.sequence + n\n"
+      "      rec.cursor = ARGV[i + 3]\n"
+      "      rec.notified = tonumber(ARGV[i + 4]) + n\n"
+      "      redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(rec))\n"
+      "      out[#out + 1] = 1\n"
+      "    end\n"
+      "  end\n"
+      "  i = i + 6 + n\n"
       "end\n"
       "return out\n",
       "" },
 
     /*
      * The claimed work is done: the lease goes, and the pending mark if
-     * no write came meanwhile.  KEYS: actor; ARGV: owner, event id claimed
-     * returns 1: more work came meanwhile, 0: done
+     * no write came meanwhile and the run left nothing for a next one.
+     * KEYS: actor; ARGV: owner, event id claimed, "1": work left
+     * returns 1: more work, 0: done
      */
     { "cb_release",
       "local l = redis.call('HGET', KEYS[1], 'cblease')\n"
@@ -601,7 +699,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "end\n"
       "local p = redis.call('HGET', KEYS[1], 'pending')\n"
       "if not p then return 0 end\n"
-      "if p == ARGV[2] then\n"
+      "if p == ARGV[2] and ARGV[3] ~= '1' then\n"
       "  redis.call('HDEL', KEYS[1], 'pending')\n"
       "  return 0\n"
       "end\n"
@@ -612,25 +710,31 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * Callbacks answered 2xx are cleared (the spec: "it MUST be cleared"):
      * their diffs go, and the cleared mark moves over the diffs gone from
      * its place on; a diff that failed stays until the subscriber polls
-     * and clears it.  KEYS: subs, diffs; ARGV: subscription id, sequence,
-     * sequence, ...  returns 0: no such subscription, 1: done
+     * and clears it.  KEYS: subs, diffs; ARGV: subscription id, how many,
+     * sequences, subscription id, ...
      */
     { "cb_cleared",
-      "local s = redis.call('HGET', KEYS[1], ARGV[1])\n"
-      "if not s then return 0 end\n"
-      "local rec = cjson.decode(s)\n"
-      "for i = 2, #ARGV do\n"
-      "  redis.call('HDEL', KEYS[2], ARGV[1] .. ':' .. ARGV[i])\n"
-      "end\n"
-      "local c = rec.cleared\n"
-      "while c < rec.sequence\n"
-      "      and redis.call('HEXISTS', KEYS[2], ARGV[1] .. ':' .. (c + 1))\n"
-      "          == 0 do\n"
-      "  c = c + 1\n"
-      "end\n"
-      "if c ~= rec.cleared then\n"
-      "  rec.cleared = c\n"
-      "  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))\n"
+      "local i = 1\n"
+      "while i <= #ARGV do\n"
+      "  local id, n = ARGV[i], tonumber(ARGV[i + 1])\n"
+      "  local s = redis.call('HGET', KEYS[1], id)\n"
+      "  if s then\n"
+      "    local rec = cjson.decode(s)\n"
+      "    for j = i + 2, i + 1 + n do\n"
+      "      redis.call('HDEL', KEYS[2], id .. ':' .. ARGV[j])\n"
+      "    end\n"
+      "    local c = rec.cleared\n"
+      "    while c < rec.sequence\n"
+      "          and redis.call('HEXISTS', KEYS[2], id .. ':' .. (c + 1))\n"
+      "              == 0 do\n"
+      "      c = c + 1\n"
+      "    end\n"
+      "    if c ~= rec.cleared then\n"
+      "      rec.cleared = c\n"
+      "      redis.call('HSET', KEYS[1], id, cjson.encode(rec))\n"
+      "    end\n"
+      "  end\n"
+      "  i = i + 2 + n\n"
       "end\n"
       "return 1\n",
       "" },

@@ -23,9 +23,11 @@
  * starts over).  A cursor that is no longer in the stream (trimmed by
  * actingweb_change_log) gives one "resync" diff instead.
  *
- * Callback delivery (outbox.c) runs the same poll on a worker's own
- * request with a done handler instead of an answer to a client
- * (ngx_http_actingweb_sub_refresh).
+ * Callback delivery (outbox.c) makes the same diffs for all of an
+ * actor's subscriptions at once, with the event and diff functions
+ * below (ngx_http_actingweb_sub_event_init, _event_diff).  A subscription
+ * record's "notified" is the last sequence delivery has seen: diffs a
+ * poll stored after it still get their callbacks.
  */
 
 
@@ -46,7 +48,6 @@ typedef struct {
     cJSON                           *data;       /* the answer's diffs */
     cJSON                           *trust;      /* the peer's */
     ngx_uint_t                       retries;
-    ngx_http_actingweb_sub_done_pt   done;       /* not a client's poll */
 } ngx_http_actingweb_sub_t;
 
 
@@ -63,14 +64,10 @@ static ngx_int_t ngx_http_actingweb_sub_name(cJSON *in, const char *name,
 static void ngx_http_actingweb_sub_created(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_sub_poll(ngx_http_request_t *r);
-static void ngx_http_actingweb_sub_finish(ngx_http_request_t *r,
-    ngx_int_t rc);
 static void ngx_http_actingweb_sub_pending(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_sub_materialize(ngx_http_request_t *r,
     redisReply *reply);
-static ngx_int_t ngx_http_actingweb_sub_event(ngx_http_request_t *r,
-    cJSON *trust, redisReply *ev, cJSON **diff);
 static ngx_int_t ngx_http_actingweb_sub_shape(cJSON *path, ngx_uint_t del,
     cJSON *value, const char **sub, ngx_uint_t ns, cJSON **out);
 static ngx_int_t ngx_http_actingweb_sub_readable(ngx_http_request_t *r,
@@ -519,6 +516,7 @@ ngx_http_actingweb_sub_create(ngx_http_request_t *r)
         || cJSON_AddStringToObject(rec, "granularity", gran) == NULL
         || cJSON_AddNumberToObject(rec, "sequence", 0) == NULL
         || cJSON_AddNumberToObject(rec, "cleared", 0) == NULL
+        || cJSON_AddNumberToObject(rec, "notified", 0) == NULL
         || ngx_http_actingweb_json_print(r, rec, &text) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -710,62 +708,7 @@ ngx_http_actingweb_sub_poll(ngx_http_request_t *r)
                                         NGX_HTTP_ACTINGWEB_SCRIPT_SUB_PENDING,
                                         a, ngx_http_actingweb_sub_pending);
 
-    if (st->done) {
-        return rc == NGX_OK ? NGX_DONE : NGX_ERROR;
-    }
-
     return ngx_http_actingweb_redis_started(r, rc);
-}
-
-
-/*
- * Turns the pending events of one subscription into diffs, as a poll
- * does, for the worker's own request r (its ctx has the actor id and
- * segs[0] the peer id); done gets the record, the trust and all diffs not
- * cleared, and the sequence before this run: the newer ones are new.
- */
-
-ngx_int_t
-ngx_http_actingweb_sub_refresh(ngx_http_request_t *r, ngx_str_t *subid,
-    ngx_http_actingweb_sub_done_pt done)
-{
-    ngx_http_actingweb_sub_t  *st;
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-
-    st = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_sub_t));
-    if (st == NULL) {
-        return NGX_ERROR;
-    }
-
-    st->subid = *subid;
-    st->done = done;
-    ctx->data = st;
-
-    return ngx_http_actingweb_sub_poll(r);
-}
-
-
-/* the end of a poll: the client's answer, or the delivery's handler */
-
-static void
-ngx_http_actingweb_sub_finish(ngx_http_request_t *r, ngx_int_t rc)
-{
-    ngx_http_actingweb_sub_t  *st;
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    st = ctx->data;
-
-    if (st->done == NULL) {
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
-    if (rc != NGX_DONE) {
-        st->done(r, rc, st->rec, st->trust, st->data, st->sequence);
-    }
 }
 
 
@@ -773,20 +716,7 @@ static void
 ngx_http_actingweb_sub_pending(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply)
 {
-    ngx_int_t                  rc;
-    ngx_http_actingweb_sub_t  *st;
-    ngx_http_actingweb_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    st = ctx->data;
-
-    if (st->done
-        && (status != NGX_HTTP_ACTINGWEB_REDIS_OK
-            || reply->type == REDIS_REPLY_NIL))
-    {
-        rc = NGX_ERROR;
-        goto done;
-    }
+    ngx_int_t  rc;
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
@@ -807,7 +737,7 @@ ngx_http_actingweb_sub_pending(ngx_http_request_t *r,
 
 done:
 
-    ngx_http_actingweb_sub_finish(r, rc);
+    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -829,6 +759,7 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
     ngx_array_t                       texts;
     redisReply                       *stored, *events, *newest, *cursor;
     ngx_http_actingweb_sub_t         *st;
+    ngx_http_actingweb_sub_event_t    ev;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_loc_conf_t    *alcf;
     ngx_http_actingweb_redis_args_t  *a;
@@ -915,13 +846,20 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
 
     for (i = 1; i < events->elements && pending < alcf->change_log; i++) {
 
-        rc = ngx_http_actingweb_sub_event(r, trust, events->element[i],
-                                          &diff);
+        rc = ngx_http_actingweb_sub_event_init(r, events->element[i], &ev);
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        cursor = events->element[i]->element[0];
+        cursor = ev.id;
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_actingweb_sub_event_diff(r, &ev, st->rec, trust,
+                                                   &diff);
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
 
         if (rc != NGX_OK) {
             continue;
@@ -933,18 +871,6 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
             || ngx_http_actingweb_sub_entry(r, ++seq, cursor, diff, &entry)
                != NGX_OK
             || ngx_http_actingweb_json_print(r, entry, text) != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        /*
-         * a delivery learns the event of each new diff (not stored), to
-         * send one callback per peer and event (outbox.c)
-         */
-
-        if (st->done
-            && cJSON_AddStringToObject(entry, NGX_HTTP_ACTINGWEB_SUB_EVENT,
-                                       cursor->str) == NULL)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -989,35 +915,25 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
                                          NGX_HTTP_ACTINGWEB_SCRIPT_SUB_STORE,
                                          a, ngx_http_actingweb_sub_stored);
 
-    if (st->done) {
-        return rc == NGX_OK ? NGX_DONE : NGX_ERROR;
-    }
-
     return ngx_http_actingweb_redis_started(r, rc);
 }
 
 
 /*
- * One stream event as this subscription's diff: NGX_OK with *diff,
- * NGX_DECLINED when it gives none (another path, nothing left after
- * the peer's permissions, not a property event), NGX_ERROR.
+ * One stream event, read once however many subscriptions turn it into
+ * diffs: its path parsed, its value parsed on first need.  NGX_DECLINED:
+ * not a property write (the empty stream's marker); NGX_ERROR: broken.
  */
 
-static ngx_int_t
-ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
-    redisReply *ev, cJSON **diff)
+ngx_int_t
+ngx_http_actingweb_sub_event_init(ngx_http_request_t *r, redisReply *ev,
+    ngx_http_actingweb_sub_event_t *e)
 {
-    cJSON                     *path, *value, *item, *next;
-    size_t                     i;
-    ngx_int_t                  rc;
-    ngx_uint_t                 ns, nw, del;
-    redisReply                *f, *k, *v, *vr;
-    const char                *err, *op, *sub[2], *names[2];
-    ngx_http_actingweb_sub_t  *st;
-    ngx_http_actingweb_ctx_t  *ctx;
+    size_t       i;
+    redisReply  *f, *k, *v, *op;
+    const char  *err;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
-    st = ctx->data;
+    ngx_memzero(e, sizeof(ngx_http_actingweb_sub_event_t));
 
     if (ev->type != REDIS_REPLY_ARRAY || ev->elements != 2
         || ev->element[0]->type != REDIS_REPLY_STRING
@@ -1026,16 +942,8 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
         return NGX_ERROR;
     }
 
-    op = ngx_http_actingweb_sub_str(st->rec, "target");
-
-    if (op == NULL || ngx_strcmp(op, "properties") != 0) {
-        return NGX_DECLINED;
-    }
-
+    e->id = ev->element[0];
     f = ev->element[1];
-    path = NULL;
-    value = NULL;
-    vr = NULL;
     op = NULL;
 
     for (i = 0; i + 1 < f->elements; i += 2) {
@@ -1047,32 +955,63 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
         }
 
         if (k->len == 4 && ngx_strncmp(k->str, "path", 4) == 0) {
-            path = ngx_http_actingweb_json_parse(r, (u_char *) v->str,
-                                                 v->len, &err);
+            e->path = ngx_http_actingweb_json_parse(r, (u_char *) v->str,
+                                                    v->len, &err);
 
         } else if (k->len == 5 && ngx_strncmp(k->str, "value", 5) == 0) {
-            vr = v;
+            e->value = v;
 
         } else if (k->len == 2 && ngx_strncmp(k->str, "op", 2) == 0) {
-            op = (v->len == 6 && ngx_strncmp(v->str, "delete", 6) == 0)
-                 ? "delete"
-                 : (v->len == 4 && ngx_strncmp(v->str, "none", 4) == 0)
-                   ? "none" : "set";
+            op = v;
         }
     }
 
-    if (op == NULL || ngx_strcmp(op, "none") == 0
-        || !cJSON_IsArray(path) || vr == NULL)
+    if (op == NULL || (op->len == 4 && ngx_strncmp(op->str, "none", 4) == 0)
+        || !cJSON_IsArray(e->path) || e->value == NULL)
+    {
+        e->path = NULL;
+        return NGX_DECLINED;
+    }
+
+    e->del = (op->len == 6 && ngx_strncmp(op->str, "delete", 6) == 0);
+
+    return NGX_OK;
+}
+
+
+/*
+ * One event as the diff of the subscription rec for the peer's trust:
+ * NGX_OK with *diff, NGX_DECLINED when it gives none (another path,
+ * nothing left after the peer's permissions, not a property event),
+ * NGX_ERROR.  It depends on the event, the subscription's path and the
+ * trust's relationship and permissions only (outbox.c relies on that).
+ */
+
+ngx_int_t
+ngx_http_actingweb_sub_event_diff(ngx_http_request_t *r,
+    ngx_http_actingweb_sub_event_t *e, cJSON *rec, cJSON *trust,
+    cJSON **diff)
+{
+    cJSON       *path, *item, *next;
+    size_t       i;
+    ngx_int_t    rc;
+    ngx_uint_t   ns, nw;
+    const char  *err, *op, *sub[2], *names[2];
+
+    op = ngx_http_actingweb_sub_str(rec, "target");
+
+    if (e->path == NULL || op == NULL || ngx_strcmp(op, "properties") != 0)
     {
         return NGX_DECLINED;
     }
 
+    path = e->path;
     ns = 0;
 
-    if ((sub[0] = ngx_http_actingweb_sub_str(st->rec, "subtarget"))) {
+    if ((sub[0] = ngx_http_actingweb_sub_str(rec, "subtarget"))) {
         ns++;
 
-        if ((sub[1] = ngx_http_actingweb_sub_str(st->rec, "resource"))) {
+        if ((sub[1] = ngx_http_actingweb_sub_str(rec, "resource"))) {
             ns++;
         }
     }
@@ -1088,15 +1027,18 @@ ngx_http_actingweb_sub_event(ngx_http_request_t *r, cJSON *trust,
         }
     }
 
-    value = ngx_http_actingweb_json_parse(r, (u_char *) vr->str, vr->len,
-                                          &err);
-    if (value == NULL) {
+    if (e->parsed == NULL && !e->broken) {
+        e->parsed = ngx_http_actingweb_json_parse(r, (u_char *) e->value->str,
+                                                  e->value->len, &err);
+        e->broken = (e->parsed == NULL);
+    }
+
+    if (e->parsed == NULL) {
         return NGX_DECLINED;
     }
 
-    del = (ngx_strcmp(op, "delete") == 0);
-
-    rc = ngx_http_actingweb_sub_shape(path, del, value, sub, ns, diff);
+    rc = ngx_http_actingweb_sub_shape(path, e->del, e->parsed, sub, ns,
+                                      diff);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -1286,26 +1228,10 @@ static ngx_int_t
 ngx_http_actingweb_sub_entry(ngx_http_request_t *r, ngx_uint_t seq,
     redisReply *id, cJSON *data, cJSON **out)
 {
-    u_char      *dash, buf[sizeof("1970-01-01T00:00:00.000000Z")];
-    cJSON       *entry;
-    ngx_tm_t     tm;
-    ngx_int_t    ms;
+    u_char  buf[NGX_HTTP_ACTINGWEB_SUB_TIME_LEN];
+    cJSON  *entry;
 
-    dash = ngx_strlchr((u_char *) id->str, (u_char *) id->str + id->len, '-');
-    ms = ngx_atoi((u_char *) id->str,
-                  dash ? (size_t) (dash - (u_char *) id->str) : id->len);
-
-    if (ms == NGX_ERROR) {
-        ms = 0;
-    }
-
-    ngx_gmtime(ms / 1000, &tm);
-
-    *ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03d000Z",
-                 tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                 tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                 (int) (ms % 1000))
-        = '\0';
+    *ngx_http_actingweb_sub_time(buf, (u_char *) id->str, id->len) = '\0';
 
     entry = cJSON_CreateObject();
 
@@ -1327,6 +1253,31 @@ ngx_http_actingweb_sub_entry(ngx_http_request_t *r, ngx_uint_t seq,
 }
 
 
+/* the time of an event id "<ms>-<n>", as diffs show it */
+
+u_char *
+ngx_http_actingweb_sub_time(u_char *buf, u_char *id, size_t len)
+{
+    u_char     *dash;
+    ngx_tm_t    tm;
+    ngx_int_t   ms;
+
+    dash = ngx_strlchr(id, id + len, '-');
+    ms = ngx_atoi(id, dash ? (size_t) (dash - id) : len);
+
+    if (ms == NGX_ERROR) {
+        ms = 0;
+    }
+
+    ngx_gmtime(ms / 1000, &tm);
+
+    return ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03d000Z",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       (int) (ms % 1000));
+}
+
+
 /*
  * The spec's resync: {"sequence", "timestamp", "type": "resync", "url"}
  * in place of the lost diffs; the subscriber GETs the url for the full
@@ -1337,25 +1288,47 @@ static ngx_int_t
 ngx_http_actingweb_sub_resync(ngx_http_request_t *r, ngx_uint_t seq,
     redisReply *id, cJSON **out)
 {
-    u_char                    *p;
-    size_t                     len;
-    ngx_str_t                  url, full;
-    ngx_uint_t                 i;
-    const char                *part[3];
+    ngx_str_t                  url;
     ngx_http_actingweb_sub_t  *st;
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     st = ctx->data;
 
+    if (ngx_http_actingweb_sub_resync_url(r, st->rec, &url) != NGX_OK
+        || ngx_http_actingweb_sub_entry(r, seq, id, NULL, out) != NGX_OK
+        || cJSON_AddStringToObject(*out, "type", "resync") == NULL
+        || cJSON_AddStringToObject(*out, "url", (char *) url.data) == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* <actor URL>/<target>[/<subtarget>[/<resource>]], escaped, with a NUL */
+
+ngx_int_t
+ngx_http_actingweb_sub_resync_url(ngx_http_request_t *r, cJSON *rec,
+    ngx_str_t *full)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_str_t                  url;
+    ngx_uint_t                 i;
+    const char                *part[3];
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
     if (ngx_http_actingweb_actor_url(r, &ctx->actor_id, &url) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    part[0] = ngx_http_actingweb_sub_str(st->rec, "target");
-    part[1] = ngx_http_actingweb_sub_str(st->rec, "subtarget");
-    part[2] = part[1] ? ngx_http_actingweb_sub_str(st->rec, "resource")
-                      : NULL;
+    part[0] = ngx_http_actingweb_sub_str(rec, "target");
+    part[1] = ngx_http_actingweb_sub_str(rec, "subtarget");
+    part[2] = part[1] ? ngx_http_actingweb_sub_str(rec, "resource") : NULL;
 
     len = url.len;
 
@@ -1366,12 +1339,12 @@ ngx_http_actingweb_sub_resync(ngx_http_request_t *r, ngx_uint_t seq,
                                     NGX_ESCAPE_URI_COMPONENT);
     }
 
-    full.data = ngx_pnalloc(r->pool, len + 1);
-    if (full.data == NULL) {
+    full->data = ngx_pnalloc(r->pool, len + 1);
+    if (full->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(full.data, url.data, url.len);
+    p = ngx_cpymem(full->data, url.data, url.len);
 
     for (i = 0; i < 3 && part[i]; i++) {
         *p++ = '/';
@@ -1381,13 +1354,7 @@ ngx_http_actingweb_sub_resync(ngx_http_request_t *r, ngx_uint_t seq,
     }
 
     *p = '\0';
-
-    if (ngx_http_actingweb_sub_entry(r, seq, id, NULL, out) != NGX_OK
-        || cJSON_AddStringToObject(*out, "type", "resync") == NULL
-        || cJSON_AddStringToObject(*out, "url", (char *) full.data) == NULL)
-    {
-        return NGX_ERROR;
-    }
+    full->len = p - full->data;
 
     return NGX_OK;
 }
@@ -1403,17 +1370,6 @@ ngx_http_actingweb_sub_stored(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     st = ctx->data;
-
-    if (st->done
-        && (status != NGX_HTTP_ACTINGWEB_REDIS_OK
-            || reply->type != REDIS_REPLY_INTEGER
-            || reply->integer == 0
-            || (reply->integer == -1
-                && st->retries + 1 >= NGX_HTTP_ACTINGWEB_SUB_RETRIES)))
-    {
-        rc = NGX_ERROR;
-        goto done;
-    }
 
     if (status != NGX_HTTP_ACTINGWEB_REDIS_OK) {
         rc = ngx_http_actingweb_redis_reply_error(r, status, reply);
@@ -1453,7 +1409,7 @@ ngx_http_actingweb_sub_stored(ngx_http_request_t *r,
 
 done:
 
-    ngx_http_actingweb_sub_finish(r, rc);
+    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -1471,11 +1427,6 @@ ngx_http_actingweb_sub_answer(ngx_http_request_t *r, cJSON *diff)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     st = ctx->data;
-
-    if (st->done) {
-        st->done(r, NGX_OK, st->rec, st->trust, st->data, st->sequence);
-        return NGX_DONE;
-    }
 
     out = ngx_http_actingweb_sub_view(r, st->rec, 1);
 
