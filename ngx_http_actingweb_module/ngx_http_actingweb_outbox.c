@@ -43,6 +43,8 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_PAGE        128       /* events a run */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_UNSENT      "128"     /* a run, a sub */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET      (8 * 1024 * 1024)
+#define NGX_HTTP_ACTINGWEB_OUTBOX_FIELDS      18        /* a sub, claimed */
+#define NGX_HTTP_ACTINGWEB_GZIP_MIN           1024      /* the spec's 1KB */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
 #define NGX_HTTP_ACTINGWEB_BREAKER_FAILS      5
 #define NGX_HTTP_ACTINGWEB_RETRY_DELAY        1000
@@ -80,6 +82,9 @@ typedef struct {
     ngx_uint_t                       inrun;      /* sends in a dedup */
     ngx_msec_t                       until;      /* open until */
     ngx_msec_t                       tags_until; /* known until */
+    u_char                          *trust_text; /* the cache is of */
+    size_t                           trust_len;
+    cJSON                           *trust;      /* parsed, secret open */
     size_t                           len;
     u_char                           id[1];      /* peer id */
 } ngx_http_actingweb_peer_state_t;
@@ -125,6 +130,7 @@ typedef struct {
     ngx_event_t                      retry;
     ngx_connection_t                 dummy;      /* retry's ev->data */
     unsigned                         queued:1;
+    unsigned                         gzip:1;     /* its accept_encoding */
 } ngx_http_actingweb_sends_t;
 
 
@@ -143,7 +149,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                       hash;
     ngx_str_t                        key;
-    cJSON                           *rec;
+    const char                     **at;
     cJSON                           *trust;
     ngx_str_t                       *data;       /* per event */
 } ngx_http_actingweb_run_class_t;
@@ -161,10 +167,12 @@ typedef struct {
 
 /* one subscription in a run */
 typedef struct {
-    cJSON                           *rec;
-    cJSON                           *trust;
+    cJSON                           *trust;      /* the peer's, cached */
+    ngx_http_actingweb_peer_state_t *ps;
     ngx_str_t                        subid;
     ngx_str_t                        peer;
+    ngx_str_t                        granularity;
+    const char                      *at[3];      /* target, subtarget.. */
     ngx_str_t                        cursor;     /* as the run saw it */
     ngx_str_t                        newcursor;
     ngx_uint_t                       sequence;   /* as the run saw it */
@@ -178,6 +186,7 @@ typedef struct {
     unsigned                         trimmed:1;
     unsigned                         lastresync:1;
     unsigned                         included:1; /* in the store */
+    unsigned                         gzip:1;     /* its accept_encoding */
 } ngx_http_actingweb_run_sub_t;
 
 
@@ -253,11 +262,13 @@ static void ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
 static ngx_int_t ngx_http_actingweb_outbox_events(ngx_http_request_t *r,
     redisReply *events);
 static ngx_int_t ngx_http_actingweb_outbox_sub(ngx_http_request_t *r,
-    ngx_http_actingweb_run_sub_t *rs, redisReply **f);
+    ngx_http_actingweb_run_sub_t *rs, redisReply **f, ngx_str_t *circuit);
 static ngx_int_t ngx_http_actingweb_outbox_stored(ngx_http_request_t *r,
     ngx_str_t *text, ngx_http_actingweb_run_diff_t *d);
-static ngx_uint_t ngx_http_actingweb_outbox_uint(cJSON *rec,
-    const char *name);
+static cJSON *ngx_http_actingweb_outbox_trust(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_state_t *ps, redisReply *text);
+static void ngx_http_actingweb_outbox_untrust(
+    ngx_http_actingweb_peer_state_t *ps);
 static ngx_int_t ngx_http_actingweb_outbox_make(ngx_http_request_t *r);
 static ngx_int_t ngx_http_actingweb_outbox_diff(ngx_http_request_t *r,
     ngx_http_actingweb_run_sub_t *rs, ngx_uint_t k);
@@ -420,6 +431,7 @@ ngx_http_actingweb_outbox_exit(ngx_http_actingweb_main_conf_t *amcf)
         /* the shared gauges count this worker's circuits no more */
         ngx_http_actingweb_outbox_state(ob, ps,
                                         NGX_HTTP_ACTINGWEB_BREAKER_CLOSED);
+        ngx_http_actingweb_outbox_untrust(ps);
         ngx_free(ps);
     }
 
@@ -1084,7 +1096,7 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
     }
 
     subs = reply->element[3];
-    cl->nsubs = subs->elements / 8;
+    cl->nsubs = subs->elements / NGX_HTTP_ACTINGWEB_OUTBOX_FIELDS;
     cl->subs = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_run_sub_t)
                                     * (cl->nsubs + 1));
 
@@ -1100,10 +1112,10 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
     for (i = 0; i < cl->nsubs; i++) {
         rs = &cl->subs[i];
 
-        if (ngx_http_actingweb_outbox_sub(r, rs, &subs->element[8 * i])
-            != NGX_OK
-            || ngx_http_actingweb_reply_str(r, subs->element[8 * i + 1],
-                                            &circuit) != NGX_OK)
+        if (ngx_http_actingweb_outbox_sub(r, rs,
+                      &subs->element[NGX_HTTP_ACTINGWEB_OUTBOX_FIELDS * i],
+                      &circuit)
+            != NGX_OK)
         {
             rs->skip = 1;
             continue;
@@ -1168,65 +1180,82 @@ ngx_http_actingweb_outbox_events(ngx_http_request_t *r, redisReply *events)
 }
 
 
-/* one subscription of the claim's reply (8 fields), out of the reply */
+/*
+ * One subscription of the claim's reply, out of the reply: id, peer id,
+ * cursor, sequence, cleared, notified, target, subtarget, resource,
+ * granularity, gzip, circuit, trust, trimmed, last a resync, first
+ * unsent, notified after the unsent, {unsent...}
+ */
 
 static ngx_int_t
 ngx_http_actingweb_outbox_sub(ngx_http_request_t *r,
-    ngx_http_actingweb_run_sub_t *rs, redisReply **f)
+    ngx_http_actingweb_run_sub_t *rs, redisReply **f, ngx_str_t *circuit)
 {
     size_t                          i;
-    ngx_str_t                       s;
-    const char                     *err;
+    ngx_str_t                       s[3];
+    ngx_http_actingweb_claim_t     *cl;
     ngx_http_actingweb_run_diff_t  *d;
 
-    if (f[0]->type != REDIS_REPLY_STRING || f[2]->type != REDIS_REPLY_STRING
-        || f[3]->type != REDIS_REPLY_INTEGER
-        || f[4]->type != REDIS_REPLY_INTEGER
-        || f[5]->type != REDIS_REPLY_INTEGER
-        || f[6]->type != REDIS_REPLY_INTEGER
-        || f[7]->type != REDIS_REPLY_ARRAY)
+    cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    for (i = 3; i < 6; i++) {
+        if (f[i]->type != REDIS_REPLY_INTEGER || f[i]->integer < 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 13; i < 17; i++) {
+        if (f[i]->type != REDIS_REPLY_INTEGER || f[i]->integer < 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (f[12]->type != REDIS_REPLY_STRING
+        || f[17]->type != REDIS_REPLY_ARRAY
+        || ngx_http_actingweb_reply_str(r, f[0], &rs->subid) != NGX_OK
+        || ngx_http_actingweb_reply_str(r, f[1], &rs->peer) != NGX_OK
+        || ngx_http_actingweb_reply_str(r, f[2], &rs->cursor) != NGX_OK
+        || ngx_http_actingweb_reply_str(r, f[6], &s[0]) != NGX_OK
+        || ngx_http_actingweb_reply_str(r, f[7], &s[1]) != NGX_OK
+        || ngx_http_actingweb_reply_str(r, f[8], &s[2]) != NGX_OK
+        || ngx_http_actingweb_reply_str(r, f[9], &rs->granularity) != NGX_OK
+        || ngx_http_actingweb_reply_str(r, f[11], circuit) != NGX_OK
+        || rs->subid.len == 0 || rs->peer.len == 0)
     {
         return NGX_ERROR;
     }
 
-    rs->rec = ngx_http_actingweb_json_parse(r, (u_char *) f[0]->str,
-                                            f[0]->len, &err);
-    rs->trust = ngx_http_actingweb_trust_record(r, (u_char *) f[2]->str,
-                                                f[2]->len, &err);
+    rs->at[0] = (char *) s[0].data;
+    rs->at[1] = s[1].len ? (char *) s[1].data : NULL;
+    rs->at[2] = s[1].len && s[2].len ? (char *) s[2].data : NULL;
 
-    if (!cJSON_IsObject(rs->rec) || rs->trust == NULL
-        || ngx_http_actingweb_json_str(rs->rec, "subscriptionid", &rs->subid)
-           != NGX_OK
-        || ngx_http_actingweb_json_str(rs->rec, "peerid", &rs->peer)
-           != NGX_OK
-        || ngx_http_actingweb_json_str(rs->rec, "cursor", &rs->cursor)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    rs->sequence = ngx_http_actingweb_outbox_uint(rs->rec, "sequence");
-    rs->cleared = ngx_http_actingweb_outbox_uint(rs->rec, "cleared");
-    rs->notified = cJSON_GetObjectItemCaseSensitive(rs->rec, "notified")
-                   ? ngx_http_actingweb_outbox_uint(rs->rec, "notified")
-                   : rs->sequence;
-    rs->trimmed = (f[3]->integer != 0);
-    rs->lastresync = (f[4]->integer != 0);
-    rs->upto = (ngx_uint_t) f[6]->integer;
+    rs->sequence = (ngx_uint_t) f[3]->integer;
+    rs->cleared = (ngx_uint_t) f[4]->integer;
+    rs->notified = (ngx_uint_t) f[5]->integer;
+    rs->gzip = (f[10]->type == REDIS_REPLY_INTEGER && f[10]->integer == 1);
+    rs->trimmed = (f[13]->integer != 0);
+    rs->lastresync = (f[14]->integer != 0);
+    rs->upto = (ngx_uint_t) f[16]->integer;
     rs->newcursor = rs->cursor;
 
-    if (ngx_array_init(&rs->diffs, r->pool, f[7]->elements + 1,
-                       sizeof(ngx_http_actingweb_run_diff_t))
-        != NGX_OK)
+    rs->ps = ngx_http_actingweb_outbox_peer(cl->outbox, &rs->peer);
+    rs->trust = rs->ps ? ngx_http_actingweb_outbox_trust(r, rs->ps, f[12])
+                       : NULL;
+
+    if (rs->trust == NULL
+        || ngx_array_init(&rs->diffs, r->pool, f[17]->elements + 1,
+                          sizeof(ngx_http_actingweb_run_diff_t))
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     /* diffs a poll stored after the last run: their callbacks are due */
 
-    for (i = 0; i < f[7]->elements; i++) {
-        if (ngx_http_actingweb_reply_str(r, f[7]->element[i], &s) != NGX_OK
-            || s.len == 0)
+    for (i = 0; i < f[17]->elements; i++) {
+        if (ngx_http_actingweb_reply_str(r, f[17]->element[i], &s[0])
+            != NGX_OK
+            || s[0].len == 0)
         {
             /* cleared meanwhile */
             continue;
@@ -1239,14 +1268,99 @@ ngx_http_actingweb_outbox_sub(ngx_http_request_t *r,
 
         ngx_memzero(d, sizeof(ngx_http_actingweb_run_diff_t));
 
-        d->seq = (ngx_uint_t) f[5]->integer + i;
+        d->seq = (ngx_uint_t) f[15]->integer + i;
 
-        if (ngx_http_actingweb_outbox_stored(r, &s, d) != NGX_OK) {
+        if (ngx_http_actingweb_outbox_stored(r, &s[0], d) != NGX_OK) {
             rs->diffs.nelts--;
         }
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The peer's trust record, parsed (its secret opened) once per worker
+ * and kept while Redis holds the same text: a run has one per
+ * subscription, and most runs have the same ones as the last.
+ */
+
+static cJSON *
+ngx_http_actingweb_outbox_trust(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_state_t *ps, redisReply *text)
+{
+    u_char      *p;
+    cJSON       *trust, *copy, *parsed;
+    ngx_str_t    perm;
+    const char  *err;
+
+    if (ps->trust && ps->trust_len == text->len
+        && ngx_memcmp(ps->trust_text, text->str, text->len) == 0)
+    {
+        return ps->trust;
+    }
+
+    trust = ngx_http_actingweb_trust_record(r, (u_char *) text->str,
+                                            text->len, &err);
+    if (trust == NULL) {
+        return NULL;
+    }
+
+    /*
+     * The record in the pool goes with the run: the cache has a copy,
+     * with its permissions parsed and owned (permissions.c would keep a
+     * reference to a tree in the pool)
+     */
+
+    copy = cJSON_Duplicate(trust, 1);
+    p = ngx_alloc(text->len, r->connection->log);
+
+    if (copy && ngx_http_actingweb_json_str(trust, "perm", &perm) == NGX_OK) {
+        parsed = perm.len ? ngx_http_actingweb_json_parse(r, perm.data,
+                                                          perm.len, &err)
+                          : NULL;
+        parsed = parsed ? cJSON_Duplicate(parsed, 1) : cJSON_CreateNull();
+
+        if (parsed == NULL) {
+            cJSON_Delete(copy);
+            copy = NULL;
+
+        } else {
+            cJSON_AddItemToObject(copy, "_perm", parsed);
+        }
+    }
+
+    if (copy == NULL || p == NULL) {
+        cJSON_Delete(copy);
+
+        if (p) {
+            ngx_free(p);
+        }
+
+        return trust;
+    }
+
+    ngx_http_actingweb_outbox_untrust(ps);
+
+    ngx_memcpy(p, text->str, text->len);
+    ps->trust_text = p;
+    ps->trust_len = text->len;
+    ps->trust = copy;
+
+    return copy;
+}
+
+
+static void
+ngx_http_actingweb_outbox_untrust(ngx_http_actingweb_peer_state_t *ps)
+{
+    if (ps->trust) {
+        cJSON_Delete(ps->trust);
+        ngx_free(ps->trust_text);
+        ps->trust = NULL;
+        ps->trust_text = NULL;
+        ps->trust_len = 0;
+    }
 }
 
 
@@ -1276,18 +1390,6 @@ ngx_http_actingweb_outbox_stored(ngx_http_request_t *r, ngx_str_t *text,
     /* a resync */
 
     return ngx_http_actingweb_json_str(entry, "url", &d->url);
-}
-
-
-static ngx_uint_t
-ngx_http_actingweb_outbox_uint(cJSON *rec, const char *name)
-{
-    cJSON  *item;
-
-    item = cJSON_GetObjectItemCaseSensitive(rec, name);
-
-    return cJSON_IsNumber(item) && item->valuedouble > 0
-           ? (ngx_uint_t) item->valuedouble : 0;
 }
 
 
@@ -1430,7 +1532,7 @@ ngx_http_actingweb_outbox_diff(ngx_http_request_t *r,
 
     if (data->data == NULL) {
         rc = ngx_http_actingweb_sub_event_diff(r, &cl->events[k].event,
-                                               c->rec, c->trust, &diff);
+                                               c->at, c->trust, &diff);
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
@@ -1477,21 +1579,21 @@ ngx_http_actingweb_outbox_class(ngx_http_request_t *r,
     ngx_uint_t                       i, hash;
     ngx_http_actingweb_claim_t      *cl;
     ngx_http_actingweb_run_class_t  *c, **cs;
-    static const char               *rec[] = {
-        "target", "subtarget", "resource"
-    };
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
     len = 0;
 
     for (i = 0; i < 5; i++) {
-        if (ngx_http_actingweb_json_str(i < 3 ? rs->rec : rs->trust,
-                                        i < 3 ? rec[i]
-                                              : i == 3 ? "relationship"
-                                                       : "perm",
-                                        &part[i])
-            != NGX_OK)
+        if (i < 3) {
+            part[i].data = (u_char *) rs->at[i];
+            part[i].len = rs->at[i] ? ngx_strlen(rs->at[i]) : 0;
+
+        } else if (ngx_http_actingweb_json_str(rs->trust,
+                                               i == 3 ? "relationship"
+                                                      : "perm",
+                                               &part[i])
+                   != NGX_OK)
         {
             ngx_str_null(&part[i]);
         }
@@ -1543,7 +1645,7 @@ ngx_http_actingweb_outbox_class(ngx_http_request_t *r,
     c->hash = hash;
     c->key.data = p;
     c->key.len = len;
-    c->rec = rs->rec;
+    c->at = rs->at;
     c->trust = rs->trust;
     c->data = ngx_pcalloc(r->pool, sizeof(ngx_str_t) * (cl->nevents + 1));
 
@@ -1579,7 +1681,7 @@ ngx_http_actingweb_outbox_resync(ngx_http_request_t *r,
     d->ts.data = ngx_pnalloc(r->pool, NGX_HTTP_ACTINGWEB_SUB_TIME_LEN);
 
     if (d->ts.data == NULL
-        || ngx_http_actingweb_sub_resync_url(r, rs->rec, &d->url) != NGX_OK)
+        || ngx_http_actingweb_sub_resync_url(r, rs->at, &d->url) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1839,7 +1941,7 @@ ngx_http_actingweb_outbox_sends(ngx_http_request_t *r,
 {
     u_char                          *p;
     size_t                           len;
-    ngx_str_t                        baseuri, secret, head, url, s, *id;
+    ngx_str_t                        baseuri, secret, head, url, *id;
     ngx_int_t                        ms, en;
     ngx_uint_t                       i, n;
     ngx_http_actingweb_claim_t      *cl;
@@ -1847,9 +1949,6 @@ ngx_http_actingweb_outbox_sends(ngx_http_request_t *r,
     ngx_http_actingweb_outbox_t     *ob;
     ngx_http_actingweb_run_diff_t   *d;
     ngx_http_actingweb_main_conf_t  *amcf;
-    static const char               *specific[] = {
-        "target", "subtarget", "resource"
-    };
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     ob = cl->outbox;
@@ -1908,20 +2007,17 @@ ngx_http_actingweb_outbox_sends(ngx_http_request_t *r,
     p = ngx_sprintf(p, "Bearer %V", &secret);
     sd->authorization.len = p - sd->authorization.data;
 
-    sd->peer = ngx_http_actingweb_outbox_peer(ob, &rs->peer);
+    sd->peer = rs->ps;
     sd->order = order;
+    sd->gzip = rs->gzip;
 
     /* properties < properties/x < properties/x/y: the deeper one wins */
 
-    for (i = 0; i < 3; i++) {
-        if (ngx_http_actingweb_json_str(rs->rec, specific[i], &s) == NGX_OK
-            && s.len)
-        {
-            sd->specific++;
+    for (i = 0; i < 3 && rs->at[i]; i++) {
+        sd->specific++;
 
-            for (p = s.data; p < s.data + s.len; p++) {
-                sd->specific += (*p == '/');
-            }
+        for (p = (u_char *) rs->at[i]; *p; p++) {
+            sd->specific += (*p == '/');
         }
     }
 
@@ -1991,39 +2087,48 @@ static ngx_int_t
 ngx_http_actingweb_outbox_head(ngx_http_request_t *r,
     ngx_http_actingweb_run_sub_t *rs, ngx_str_t *head)
 {
-    cJSON                       *cb;
+    u_char                      *p;
+    size_t                       len;
     ngx_str_t                    s;
     ngx_uint_t                   i;
     ngx_http_actingweb_claim_t  *cl;
-    static const char           *copy[] = {
-        "subscriptionid", "target", "subtarget", "resource", NULL
+    static const char           *names[] = {
+        "target", "subtarget", "resource"
     };
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    cb = cJSON_CreateObject();
-    if (cb == NULL || ngx_http_actingweb_json_guard(r, cb) != NGX_OK
-        || ngx_http_actingweb_json_add_str(r, cb, "id", &cl->ctx.actor_id)
-           != NGX_OK)
-    {
+    len = sizeof("{\"id\":\"\",\"subscriptionid\":\"\"")
+          + 6 * (cl->ctx.actor_id.len + rs->subid.len);
+
+    for (i = 0; i < 3 && rs->at[i]; i++) {
+        len += sizeof(",\"subtarget\":\"\"") + 6 * ngx_strlen(rs->at[i]);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    for (i = 0; copy[i]; i++) {
-        if (ngx_http_actingweb_json_str(rs->rec, copy[i], &s) == NGX_OK
-            && ngx_http_actingweb_json_add_str(r, cb, copy[i], &s) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    head->data = p;
+
+    p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = ngx_http_actingweb_outbox_escape(p, &cl->ctx.actor_id);
+    p = ngx_cpymem(p, "\",\"subscriptionid\":\"",
+                   sizeof("\",\"subscriptionid\":\"") - 1);
+    p = ngx_http_actingweb_outbox_escape(p, &rs->subid);
+    *p++ = '"';
+
+    for (i = 0; i < 3 && rs->at[i]; i++) {
+        s.data = (u_char *) rs->at[i];
+        s.len = ngx_strlen(rs->at[i]);
+
+        p = ngx_sprintf(p, ",\"%s\":\"", names[i]);
+        p = ngx_http_actingweb_outbox_escape(p, &s);
+        *p++ = '"';
     }
 
-    if (ngx_http_actingweb_json_print(r, cb, head) != NGX_OK
-        || head->len < 2)
-    {
-        return NGX_ERROR;
-    }
-
-    head->len--;
+    head->len = p - head->data;
 
     return NGX_OK;
 }
@@ -2049,9 +2154,9 @@ ngx_http_actingweb_outbox_body(ngx_http_request_t *r,
 
     *downgraded = 0;
 
-    if (ngx_http_actingweb_json_str(rs->rec, "granularity", &gran) != NGX_OK
-        || gran.len != 3 || ngx_strncmp(gran.data, "low", 3) != 0)
-    {
+    gran = rs->granularity;
+
+    if (gran.len != 3 || ngx_strncmp(gran.data, "low", 3) != 0) {
         ngx_str_set(&gran, "high");
     }
 
@@ -2531,6 +2636,7 @@ ngx_http_actingweb_outbox_now(void)
 static void
 ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
 {
+    ngx_uint_t                        zip;
     ngx_queue_t                      *q;
     ngx_http_actingweb_sends_t       *sd;
     ngx_http_actingweb_peer_state_t  *ps;
@@ -2561,7 +2667,16 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
             continue;
         }
 
-        if (ps->tags != NGX_HTTP_ACTINGWEB_TAGS_FETCHING
+        /*
+         * The spec compresses bodies above 1 KB for receivers that take
+         * it: the subscription's accept_encoding says so, or the peer's
+         * option tags (asked once, for the first such body)
+         */
+
+        zip = (sd->bodies[sd->next].len >= NGX_HTTP_ACTINGWEB_GZIP_MIN);
+
+        if (zip && !sd->gzip
+            && ps->tags != NGX_HTTP_ACTINGWEB_TAGS_FETCHING
             && (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_UNKNOWN
                 || (ngx_msec_int_t) (ps->tags_until - ngx_current_msec) <= 0)
             && ngx_http_actingweb_outbox_tags(ps, &sd->baseuri) == NGX_OK)
@@ -2569,7 +2684,8 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
             ob->calls++;
         }
 
-        if (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_FETCHING) {
+        if (zip && !sd->gzip && ps->tags == NGX_HTTP_ACTINGWEB_TAGS_FETCHING)
+        {
             /* back to ready when the peer's tags are known */
             ngx_queue_insert_tail(&ps->waiting, &sd->queue);
             sd->queued = 1;
@@ -2587,7 +2703,8 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         post.authorization = sd->authorization;
         post.body = sd->bodies[sd->next];
         post.downgraded = sd->downgraded[sd->next];
-        post.gzip = (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_GZIP);
+        post.gzip = zip && (sd->gzip
+                            || ps->tags == NGX_HTTP_ACTINGWEB_TAGS_GZIP);
         post.timeout = amcf->callback_timeout;
         post.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
         post.handler = ngx_http_actingweb_outbox_sent;

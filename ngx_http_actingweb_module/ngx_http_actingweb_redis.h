@@ -160,11 +160,11 @@ typedef struct {
 ngx_int_t ngx_http_actingweb_sub_event_init(ngx_http_request_t *r,
     redisReply *ev, ngx_http_actingweb_sub_event_t *e);
 ngx_int_t ngx_http_actingweb_sub_event_diff(ngx_http_request_t *r,
-    ngx_http_actingweb_sub_event_t *e, cJSON *rec, cJSON *trust,
+    ngx_http_actingweb_sub_event_t *e, const char **at, cJSON *trust,
     cJSON **diff);
 u_char *ngx_http_actingweb_sub_time(u_char *buf, u_char *id, size_t len);
 ngx_int_t ngx_http_actingweb_sub_resync_url(ngx_http_request_t *r,
-    cJSON *rec, ngx_str_t *url);
+    const char **at, ngx_str_t *url);
 
 /* outbox.c: callback delivery */
 void ngx_http_actingweb_outbox_mark(ngx_http_request_t *r);

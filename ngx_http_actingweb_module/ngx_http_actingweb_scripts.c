@@ -555,9 +555,11 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * now (ms), lease (ms), probe lease (ms), events, unsent per
      * subscription, change log
      * returns nil: nothing pending, 0: leased by a live owner, or
-     * {pending event id, {event...}, newest event id or false, {record,
-     * circuit, trust, trimmed (0/1), last diff a resync (0/1), first
-     * unsent sequence, notified after the unsent, {unsent diff...}, ...}}
+     * {pending event id, {event...}, newest event id or false, {id, peer
+     * id, cursor, sequence, cleared, notified, target, subtarget,
+     * resource, granularity, gzip in its accept_encoding (0/1), circuit,
+     * trust, trimmed (0/1), last diff a resync (0/1), first unsent
+     * sequence, notified after the unsent, {unsent diff...}, ...}}
      * circuit: "" closed, "<ms>" open until then (some worker's breaker
      * opened it), "probe": it was open and the time has passed: this
      * claim probes (half open), the others skip the peer for the probe
@@ -583,6 +585,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "                   tonumber(bn)\n"
       "  return am < bm or (am == bm and an < bn)\n"
       "end\n"
+      "local function str(x) return type(x) == 'string' and x or '' end\n"
       "local first = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)[1]\n"
       "local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)[1]\n"
       "local subs, circ, trusts, from = {}, {}, {}, nil\n"
@@ -630,14 +633,30 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "        end\n"
       "        unsent = redis.call('HMGET', KEYS[6], unpack(names))\n"
       "      end\n"
-      "      subs[#subs + 1] = v\n"
-      "      subs[#subs + 1] = c\n"
-      "      subs[#subs + 1] = t\n"
-      "      subs[#subs + 1] = trimmed and 1 or 0\n"
-      "      subs[#subs + 1] = lr\n"
-      "      subs[#subs + 1] = base + 1\n"
-      "      subs[#subs + 1] = upto > base and upto or base\n"
-      "      subs[#subs + 1] = unsent\n"
+      "      local ae, n = 0, #subs\n"
+      "      if type(rec.accept_encoding) == 'table' then\n"
+      "        for _, e in ipairs(rec.accept_encoding) do\n"
+      "          if e == 'gzip' then ae = 1 end\n"
+      "        end\n"
+      "      end\n"
+      "      subs[n + 1] = str(rec.subscriptionid)\n"
+      "      subs[n + 2] = id\n"
+      "      subs[n + 3] = rec.cursor\n"
+      "      subs[n + 4] = rec.sequence\n"
+      "      subs[n + 5] = rec.cleared\n"
+      "      subs[n + 6] = rec.notified or rec.sequence\n"
+      "      subs[n + 7] = str(rec.target)\n"
+      "      subs[n + 8] = str(rec.subtarget)\n"
+      "      subs[n + 9] = str(rec.resource)\n"
+      "      subs[n + 10] = str(rec.granularity)\n"
+      "      subs[n + 11] = ae\n"
+      "      subs[n + 12] = c\n"
+      "      subs[n + 13] = t\n"
+      "      subs[n + 14] = trimmed and 1 or 0\n"
+      "      subs[n + 15] = lr\n"
+      "      subs[n + 16] = base + 1\n"
+      "      subs[n + 17] = upto > base and upto or base\n"
+      "      subs[n + 18] = unsent\n"
       "    end\n"
       "  end\n"
       "end\n"

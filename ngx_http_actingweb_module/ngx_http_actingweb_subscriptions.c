@@ -95,6 +95,7 @@ static ngx_int_t ngx_http_actingweb_sub_num(ngx_http_request_t *r,
 static cJSON *ngx_http_actingweb_sub_parse(ngx_http_request_t *r,
     redisReply *reply);
 static ngx_uint_t ngx_http_actingweb_sub_uint(cJSON *rec, const char *name);
+static void ngx_http_actingweb_sub_at(cJSON *rec, const char **at);
 static const char *ngx_http_actingweb_sub_str(cJSON *rec, const char *name);
 
 
@@ -759,6 +760,7 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
     ngx_array_t                       texts;
     redisReply                       *stored, *events, *newest, *cursor;
     ngx_http_actingweb_sub_t         *st;
+    const char                       *at[3];
     ngx_http_actingweb_sub_event_t    ev;
     ngx_http_actingweb_ctx_t         *ctx;
     ngx_http_actingweb_loc_conf_t    *alcf;
@@ -784,6 +786,8 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_http_actingweb_sub_at(st->rec, at);
 
     st->cursor.data = (u_char *) ngx_http_actingweb_sub_str(st->rec,
                                                              "cursor");
@@ -854,8 +858,7 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
         cursor = ev.id;
 
         if (rc == NGX_OK) {
-            rc = ngx_http_actingweb_sub_event_diff(r, &ev, st->rec, trust,
-                                                   &diff);
+            rc = ngx_http_actingweb_sub_event_diff(r, &ev, at, trust, &diff);
             if (rc == NGX_ERROR) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
@@ -980,27 +983,27 @@ ngx_http_actingweb_sub_event_init(ngx_http_request_t *r, redisReply *ev,
 
 
 /*
- * One event as the diff of the subscription rec for the peer's trust:
- * NGX_OK with *diff, NGX_DECLINED when it gives none (another path,
- * nothing left after the peer's permissions, not a property event),
- * NGX_ERROR.  It depends on the event, the subscription's path and the
- * trust's relationship and permissions only (outbox.c relies on that).
+ * One event as the diff of a subscription to at[] (target, subtarget or
+ * NULL, resource or NULL) for the peer's trust: NGX_OK with *diff,
+ * NGX_DECLINED when it gives none (another path, nothing left after the
+ * peer's permissions, not a property event), NGX_ERROR.  It depends on
+ * the event, the subscription's path and the trust's relationship and
+ * permissions only (outbox.c relies on that).
  */
 
 ngx_int_t
 ngx_http_actingweb_sub_event_diff(ngx_http_request_t *r,
-    ngx_http_actingweb_sub_event_t *e, cJSON *rec, cJSON *trust,
+    ngx_http_actingweb_sub_event_t *e, const char **at, cJSON *trust,
     cJSON **diff)
 {
     cJSON       *path, *item, *next;
     size_t       i;
     ngx_int_t    rc;
     ngx_uint_t   ns, nw;
-    const char  *err, *op, *sub[2], *names[2];
+    const char  *err, *sub[2], *names[2];
 
-    op = ngx_http_actingweb_sub_str(rec, "target");
-
-    if (e->path == NULL || op == NULL || ngx_strcmp(op, "properties") != 0)
+    if (e->path == NULL || at[0] == NULL
+        || ngx_strcmp(at[0], "properties") != 0)
     {
         return NGX_DECLINED;
     }
@@ -1008,10 +1011,10 @@ ngx_http_actingweb_sub_event_diff(ngx_http_request_t *r,
     path = e->path;
     ns = 0;
 
-    if ((sub[0] = ngx_http_actingweb_sub_str(rec, "subtarget"))) {
+    if ((sub[0] = at[1])) {
         ns++;
 
-        if ((sub[1] = ngx_http_actingweb_sub_str(rec, "resource"))) {
+        if ((sub[1] = at[2])) {
             ns++;
         }
     }
@@ -1295,7 +1298,11 @@ ngx_http_actingweb_sub_resync(ngx_http_request_t *r, ngx_uint_t seq,
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     st = ctx->data;
 
-    if (ngx_http_actingweb_sub_resync_url(r, st->rec, &url) != NGX_OK
+    const char  *at[3];
+
+    ngx_http_actingweb_sub_at(st->rec, at);
+
+    if (ngx_http_actingweb_sub_resync_url(r, at, &url) != NGX_OK
         || ngx_http_actingweb_sub_entry(r, seq, id, NULL, out) != NGX_OK
         || cJSON_AddStringToObject(*out, "type", "resync") == NULL
         || cJSON_AddStringToObject(*out, "url", (char *) url.data) == NULL)
@@ -1310,14 +1317,13 @@ ngx_http_actingweb_sub_resync(ngx_http_request_t *r, ngx_uint_t seq,
 /* <actor URL>/<target>[/<subtarget>[/<resource>]], escaped, with a NUL */
 
 ngx_int_t
-ngx_http_actingweb_sub_resync_url(ngx_http_request_t *r, cJSON *rec,
+ngx_http_actingweb_sub_resync_url(ngx_http_request_t *r, const char **part,
     ngx_str_t *full)
 {
     u_char                    *p;
     size_t                     len;
     ngx_str_t                  url;
     ngx_uint_t                 i;
-    const char                *part[3];
     ngx_http_actingweb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
@@ -1325,10 +1331,6 @@ ngx_http_actingweb_sub_resync_url(ngx_http_request_t *r, cJSON *rec,
     if (ngx_http_actingweb_actor_url(r, &ctx->actor_id, &url) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    part[0] = ngx_http_actingweb_sub_str(rec, "target");
-    part[1] = ngx_http_actingweb_sub_str(rec, "subtarget");
-    part[2] = part[1] ? ngx_http_actingweb_sub_str(rec, "resource") : NULL;
 
     len = url.len;
 
@@ -1764,6 +1766,17 @@ ngx_http_actingweb_sub_str(cJSON *rec, const char *name)
     item = cJSON_GetObjectItemCaseSensitive(rec, name);
 
     return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+
+/* a record's path: target, subtarget or NULL, resource or NULL */
+
+static void
+ngx_http_actingweb_sub_at(cJSON *rec, const char **at)
+{
+    at[0] = ngx_http_actingweb_sub_str(rec, "target");
+    at[1] = ngx_http_actingweb_sub_str(rec, "subtarget");
+    at[2] = at[1] ? ngx_http_actingweb_sub_str(rec, "resource") : NULL;
 }
 
 

@@ -108,6 +108,9 @@ sub b_log {
     return grep { /$re/ } map { chomp; $_ } <$fh>;
 }
 
+# a value whose callback is over 1 KB: the spec compresses those
+our $big = 'x' x 1100;
+
 sub put {
     my ($name, $value) = @_;
     my $port = main::wait_for_server();
@@ -155,9 +158,10 @@ __DATA__
 
 === TEST 3: B is up: the first change arrives by callback
 --- init
-main::put('k1', '1');
+main::put('k1', qq{"$main::big"});
 my $l = main::applied_n(2);
-Test::More::is_deeply($l, ['0 baseline {}', '1 diff {"k1":1}'], 'applied');
+Test::More::is_deeply($l, ['0 baseline {}', qq{1 diff {"k1":"$main::big"}}],
+    'applied');
 # B advertises callbackcompression: A asked once, then sent gzip
 Test::More::is_deeply([main::b_log(qr{/meta/})],
     ["200 GET /b/" . main::captured('b') . "/meta/actingweb/supported "],
@@ -190,8 +194,12 @@ select undef, undef, undef, 1.5;
 main::put('k8', '8');
 my $l = main::applied_n(9);
 Test::More::is_deeply($l,
-    ['0 baseline {}', map({ "$_ diff {\"k$_\":$_}" } 1 .. 8)],
+    ['0 baseline {}', qq{1 diff {"k1":"$main::big"}},
+     map({ "$_ diff {\"k$_\":$_}" } 2 .. 8)],
     'every change, once each, in order');
+# under 1 KB: not compressed, whatever the peer takes
+my @cb = main::b_log(qr{/callbacks/subscriptions/});
+Test::More::unlike($cb[-1], qr/ gzip$/, 'a small callback is sent plain');
 main::status_like(qr/"callbacks_sent":1,/);
 --- request
 GET /status
@@ -211,8 +219,8 @@ actingweb: callbacks to peer {{b}}: circuit closed
 --- request
 GET /tob/b/{{b}}/callbacks/subscriptions/{{a}}/{{sub}}
 --- error_code: 200
---- response_body_json
-{"...": 1, "subscriptionid": "{{sub}}", "sequence": 8, "data": {"k1": 1, "k2": 2, "k3": 3, "k4": 4, "k5": 5, "k6": 6, "k7": 7, "k8": 8}}
+--- response_body_json eval
+qq{{"...": 1, "subscriptionid": "{{sub}}", "sequence": 8, "data": {"k1": "$main::big", "k2": 2, "k3": 3, "k4": 4, "k5": 5, "k6": 6, "k7": 7, "k8": 8}}}
 --- no_error_log
 [error]
 [alert]
