@@ -97,11 +97,20 @@ typedef struct {
 } ngx_http_actingweb_candidate_t;
 
 
-/* the 2xx callbacks of one run: one script clears them at its end */
+/*
+ * What is left of a run while its callbacks go: the 2xx ones, cleared by
+ * one script at its end; and the bodies not yet started.  The actor's
+ * next run waits until those are started: under a backlog the next run
+ * takes many changes at once instead of one (runs cost Redis work for
+ * every subscription), and it would not be sent sooner anyway.
+ */
 typedef struct {
+    ngx_queue_t                      queue;      /* in ob->runs */
     ngx_queue_t                      done;       /* of sends, with nok */
     ngx_uint_t                       refs;       /* the run, its sends */
+    ngx_uint_t                       unstarted;  /* bodies */
     ngx_str_t                        member;
+    unsigned                         again:1;    /* a claim waits */
 } ngx_http_actingweb_clears_t;
 
 
@@ -126,6 +135,7 @@ typedef struct {
     ngx_uint_t                       n;
     ngx_uint_t                       next;
     ngx_uint_t                       nok;
+    ngx_uint_t                       started;    /* bodies */
     ngx_uint_t                       tries;
     ngx_event_t                      retry;
     ngx_connection_t                 dummy;      /* retry's ev->data */
@@ -225,6 +235,7 @@ struct ngx_http_actingweb_outbox_s {
     ngx_rbtree_t                     tree;       /* of peers */
     ngx_rbtree_node_t                sentinel;
     ngx_queue_t                      sends;      /* all of them */
+    ngx_queue_t                      runs;       /* of clears_t */
     ngx_uint_t                       claims;     /* in flight */
     ngx_uint_t                       calls;      /* POSTs in flight */
     ngx_uint_t                       found;      /* by the last scan */
@@ -319,6 +330,8 @@ static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_retry(ngx_event_t *ev);
+static void ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_clears_t *cs, ngx_uint_t n);
 static void ngx_http_actingweb_outbox_clears_put(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_clears_t *cs);
 static void ngx_http_actingweb_outbox_clear(ngx_http_actingweb_outbox_t *ob,
@@ -347,6 +360,7 @@ ngx_http_actingweb_outbox_init(ngx_cycle_t *cycle,
     ngx_queue_init(&ob->ready);
     ngx_queue_init(&ob->peers);
     ngx_queue_init(&ob->sends);
+    ngx_queue_init(&ob->runs);
     ngx_rbtree_init(&ob->tree, &ob->sentinel, ngx_str_rbtree_insert_value);
 
     ob->conn.fd = (ngx_socket_t) -1;
@@ -919,12 +933,29 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     ngx_str_t                         id, host;
     ngx_http_request_t               *r;
     ngx_http_conf_ctx_t              *cf;
+    ngx_queue_t                      *q;
     ngx_http_actingweb_claim_t       *cl;
+    ngx_http_actingweb_clears_t      *cs;
     ngx_http_actingweb_loc_conf_t    *alcf;
     ngx_http_actingweb_redis_args_t  *a;
 
     if (ngx_exiting || ngx_terminate) {
         return NGX_DECLINED;
+    }
+
+    for (q = ngx_queue_head(&ob->runs);
+         q != ngx_queue_sentinel(&ob->runs);
+         q = ngx_queue_next(q))
+    {
+        cs = ngx_queue_data(q, ngx_http_actingweb_clears_t, queue);
+
+        if (cs->unstarted && cs->member.len == member->len
+            && ngx_memcmp(cs->member.data, member->data, member->len) == 0)
+        {
+            /* after the last run's callbacks have started */
+            cs->again = 1;
+            return NGX_OK;
+        }
     }
 
     cf = ngx_http_actingweb_outbox_locate(ob, member, &host, &id);
@@ -973,7 +1004,10 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     }
 
     ngx_queue_init(&cl->clears->done);
+    ngx_queue_insert_tail(&ob->runs, &cl->clears->queue);
     cl->clears->refs = 1;
+    cl->clears->unstarted = 0;
+    cl->clears->again = 0;
     cl->clears->member.data = (u_char *) (cl->clears + 1);
     cl->clears->member.len = member->len;
     ngx_memcpy(cl->clears->member.data, member->data, member->len);
@@ -1038,6 +1072,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
 failed:
 
     if (cl->clears) {
+        ngx_queue_remove(&cl->clears->queue);
         ngx_free(cl->clears);
     }
 
@@ -1870,6 +1905,7 @@ ngx_http_actingweb_outbox_saved(ngx_http_request_t *r,
     ngx_uint_t                     i, k;
     ngx_queue_t                   *q;
     ngx_http_actingweb_claim_t    *cl;
+    ngx_http_actingweb_sends_t    *sd;
     ngx_http_actingweb_run_sub_t  *rs;
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
@@ -1925,6 +1961,9 @@ ngx_http_actingweb_outbox_saved(ngx_http_request_t *r,
         q = ngx_queue_head(&cl->run);
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&cl->outbox->ready, q);
+
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+        cl->clears->unstarted += sd->n;
     }
 
     ngx_http_actingweb_outbox_pump(cl->outbox);
@@ -2699,6 +2738,11 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
 
         ngx_memzero(&post, sizeof(ngx_http_actingweb_curl_post_t));
 
+        if (sd->next >= sd->started) {
+            sd->started = sd->next + 1;
+            ngx_http_actingweb_outbox_started(ob, sd->clears, 1);
+        }
+
         post.url = sd->url;
         post.authorization = sd->authorization;
         post.body = sd->bodies[sd->next];
@@ -2942,6 +2986,29 @@ ngx_http_actingweb_outbox_retry(ngx_event_t *ev)
 }
 
 
+/* n bodies of a run started (or dropped): a claim waiting for it goes */
+
+static void
+ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_clears_t *cs, ngx_uint_t n)
+{
+    if (cs == NULL) {
+        return;
+    }
+
+    cs->unstarted -= ngx_min(n, cs->unstarted);
+
+    if (cs->unstarted == 0 && cs->again) {
+        cs->again = 0;
+
+        if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+            ngx_http_actingweb_outbox_add(ob, cs->member.data,
+                                          cs->member.len);
+        }
+    }
+}
+
+
 /* a run or one of its sends is done: the last one clears the 2xx diffs */
 
 static void
@@ -2953,6 +3020,12 @@ ngx_http_actingweb_outbox_clears_put(ngx_http_actingweb_outbox_t *ob,
 
     if (--cs->refs) {
         return;
+    }
+
+    ngx_queue_remove(&cs->queue);
+
+    if (cs->again && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_http_actingweb_outbox_add(ob, cs->member.data, cs->member.len);
     }
 
     if (!ngx_queue_empty(&cs->done)
@@ -3140,13 +3213,18 @@ ngx_http_actingweb_outbox_sends_free(ngx_http_actingweb_sends_t *sd)
         ngx_free(sd->bodies[i].data);
     }
 
-    sd->n = 0;
     cs = sd->clears;
 
     if (cs == NULL) {
         ngx_free(sd);
         return;
     }
+
+    if (sd->n > sd->started) {
+        ngx_http_actingweb_outbox_started(ob, cs, sd->n - sd->started);
+    }
+
+    sd->n = 0;
 
     /* its 2xx sequences wait for the run's one clear */
 
