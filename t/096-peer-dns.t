@@ -33,6 +33,7 @@ system("openssl req -x509 -newkey rsa:2048 -nodes -keyout $Certs/peer.key"
 #   peer.test        127.0.0.1
 #   private.test     10.1.2.3
 #   rebind*.test     127.0.0.1 to the first A query, 127.0.0.2 after it
+#   v6.test          ::1 (AAAA only)
 #   anything else    NXDOMAIN
 our $Dns = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1',
                                  LocalPort => 0)
@@ -80,12 +81,15 @@ sub dns_serve {
         } elsif ($name =~ /^rebind[0-9]*\.test$/) {
             @addrs = ($seen{$name}++ ? '127.0.0.2' : '127.0.0.1')
                 if $type == 1;
+        } elsif ($name eq 'v6.test') {
+            @addrs = ('::1');
         } else {
             $rcode = 3;
         }
-        @addrs = () unless $type == 1;
+        @addrs = grep { /:/ ? $type == 28 : $type == 1 } @addrs;
         my $answer = join '', map {
-            pack('nnnNn', 0xc00c, 1, 1, 0, 4) . pack('C4', split /\./)
+            /:/ ? pack('nnnNn', 0xc00c, 28, 1, 0, 16) . ("\0" x 15) . "\1"
+                : pack('nnnNn', 0xc00c, 1, 1, 0, 4) . pack('C4', split /\./)
         } @addrs;
         $s->send(pack('nnnnnn', $id, 0x8180 | $rcode, 1, scalar @addrs, 0, 0)
                  . substr($q, 12, $off + 5 - 12) . $answer, 0, $from);
@@ -96,6 +100,7 @@ my $echo = <<'CONF';
     server {
         listen 127.0.0.1:$TEST_NGINX_ECHO_PORT;
         listen 127.0.0.2:$TEST_NGINX_ECHO_PORT;
+        listen [::1]:$TEST_NGINX_ECHO_PORT;
         location /echo/ {
             default_type application/json;
             return 200 '{"host":"$http_host","addr":"$server_addr"}';
@@ -119,6 +124,7 @@ my $a = <<'CONF';
         actingweb;
         actingweb_base_url http://127.0.0.1:$TEST_NGINX_SERVER_PORT/a;
         actingweb_peer_allow 127.0.0.1;
+        actingweb_peer_allow ::1;
         resolver 127.0.0.1:$TEST_NGINX_DNS_PORT;
         resolver_timeout 3s;
     }
@@ -294,7 +300,22 @@ $actingweb_peer_host
 
 
 
-=== TEST 9: a peer location without $actingweb_peer_host: the address as Host, a warning
+=== TEST 9: a name of an IPv6 address: connected in brackets
+--- request
+GET /a/{{a}}/peerinfo?url={{uri:http://v6.test:{{env:TEST_NGINX_ECHO_PORT}}/echo}}
+--- error_code: 200
+--- response_body_json
+{"host": "v6.test:{{env:TEST_NGINX_ECHO_PORT}}", "addr": "::1"}
+--- no_error_log
+refused by
+$actingweb_peer_host
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 10: a peer location without $actingweb_peer_host: the address as Host, a warning
 --- request
 GET /m/{{m}}/peerinfo?url={{uri:http://peer.test:{{env:TEST_NGINX_ECHO_PORT}}/echo}}
 --- error_code: 200
@@ -309,7 +330,7 @@ peer location "/_peer_nohost" does not send $actingweb_peer_host
 
 
 
-=== TEST 10: a config of before: a warning at start, and calls by name (the peer's Host kept)
+=== TEST 11: a config of before: a warning at start, and calls by name (the peer's Host kept)
 --- config eval
 $::OldConfig
 --- request
