@@ -1052,6 +1052,7 @@ sub trust_servers {
             internal;
             proxy_pass $actingweb_peer_url;
             proxy_pass_request_headers off;
+            proxy_set_header Host $actingweb_peer_host;
             proxy_set_header Authorization $actingweb_peer_authorization;
             proxy_set_header Content-Type application/json;
             subrequest_output_buffer_size 64k;
@@ -1378,6 +1379,7 @@ sub peerops_servers {
             internal;
             proxy_pass $actingweb_peer_url;
             proxy_pass_request_headers off;
+            proxy_set_header Host $actingweb_peer_host;
             proxy_set_header Authorization $actingweb_peer_authorization;
             proxy_set_header Content-Type application/json;
             subrequest_output_buffer_size 64k;

@@ -14,6 +14,8 @@
 static ngx_int_t ngx_http_actingweb_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_actingweb_peer_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_actingweb_peer_host_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_actingweb_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_actingweb_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_actingweb_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -334,6 +336,11 @@ static ngx_http_variable_t  ngx_http_actingweb_variables[] = {
       offsetof(ngx_http_actingweb_ctx_t, peer_authorization),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("actingweb_peer_host"), NULL,
+      ngx_http_actingweb_peer_host_variable,
+      offsetof(ngx_http_actingweb_ctx_t, peer_host),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -419,10 +426,32 @@ ngx_http_actingweb_peer_variable(ngx_http_request_t *r,
 }
 
 
+/* a peer location that sends it gets the peer's name as Host (peer.c) */
+
+static ngx_int_t
+ngx_http_actingweb_peer_host_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_actingweb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
+
+    if (ctx && ctx->peer_call) {
+        ctx->peer_host_sent = 1;
+    }
+
+    return ngx_http_actingweb_peer_variable(r, v, data);
+}
+
+
 static ngx_int_t
 ngx_http_actingweb_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_http_actingweb_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_actingweb_peer_pin_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

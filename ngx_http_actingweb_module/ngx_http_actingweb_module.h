@@ -130,6 +130,8 @@ typedef struct {
     ngx_array_t                    *locations;       /* of conf ctx * */
 
     ngx_array_t                    *peer_special;    /* refused ranges */
+    ngx_flag_t                      peer_pin;        /* connect to the
+                                                        checked address */
     void                           *auto_pool;       /* "default", ours */
     ngx_flag_t                      no_threads;      /* poll, select */
 
@@ -282,6 +284,7 @@ struct ngx_http_actingweb_ctx_s {
 
     ngx_str_t                       peer_url;        /* of a peer call */
     ngx_str_t                       peer_authorization;
+    ngx_str_t                       peer_host;       /* its Host */
     ngx_http_actingweb_peer_call_t *peer_call;       /* in its subrequest */
     ngx_http_actingweb_peer_call_t *peer_calls;      /* this request's */
     ngx_msec_t                      deadline;        /* of peer work */
@@ -290,6 +293,7 @@ struct ngx_http_actingweb_ctx_s {
     unsigned                        error_body:1;    /* replace nginx's */
     unsigned                        error_sent:1;
     unsigned                        worker:1;        /* outbox.c's own */
+    unsigned                        peer_host_sent:1;  /* was evaluated */
     ngx_str_t                       error_json;
 };
 

@@ -12,7 +12,9 @@
  * timeout, answer too big).  Before anything is sent, the target address
  * is checked against actingweb_peer_allow / actingweb_peer_deny (host
  * names are resolved first with nginx's resolver), because an anonymous
- * POST /trust/<rel> makes this server fetch a URL the caller chose.
+ * POST /trust/<rel> makes this server fetch a URL the caller chose.  The
+ * proxy then gets the checked address in the URL, not the name, and the
+ * name as $actingweb_peer_host (for Host and the TLS name).
  *
  * The subrequest gets none of the client's headers or body: its headers
  * are rebuilt empty, so only what the peer location sets is sent.
@@ -37,6 +39,8 @@ static ngx_int_t ngx_http_actingweb_peer_check(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_actingweb_peer_match(ngx_cidr_t *cidr,
     struct sockaddr *sa);
 static void ngx_http_actingweb_peer_resolved(ngx_resolver_ctx_t *rctx);
+static ngx_int_t ngx_http_actingweb_peer_pin(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc, ngx_resolver_addr_t *addr);
 static ngx_int_t ngx_http_actingweb_peer_start(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc);
 static ngx_int_t ngx_http_actingweb_peer_done(ngx_http_request_t *sr,
@@ -96,6 +100,7 @@ ngx_http_actingweb_peer_call(ngx_http_request_t *r,
 
     pc->request = r;
     pc->start = ngx_current_msec;
+    ngx_str_null(&pc->target);
 
     if (ngx_http_actingweb_peer_url_valid(pc) != NGX_OK) {
         pc->error = NGX_HTTP_ACTINGWEB_PEER_BAD_URL;
@@ -328,6 +333,13 @@ ngx_http_actingweb_peer_url_valid(ngx_http_actingweb_peer_call_t *pc)
         return NGX_ERROR;
     }
 
+    /* the Host header proxy_pass would send: the port unless default */
+
+    pc->authority = host;
+    pc->rest = end;
+    pc->host_header.data = host;
+    pc->host_header.len = p - host;
+
     if (p < end) {
         if (*p != ':' || p + 1 == end) {
             return NGX_ERROR;
@@ -336,6 +348,10 @@ ngx_http_actingweb_peer_url_valid(ngx_http_actingweb_peer_call_t *pc)
         port = ngx_atoi(p + 1, end - p - 1);
         if (port < 1 || port > 65535) {
             return NGX_ERROR;
+        }
+
+        if (port != pc->port) {
+            pc->host_header.len = end - host;
         }
 
         pc->port = (in_port_t) port;
@@ -471,6 +487,7 @@ ngx_http_actingweb_peer_resolved(ngx_resolver_ctx_t *rctx)
     ngx_connection_t                *c;
     ngx_http_request_t              *r;
     ngx_http_actingweb_peer_call_t  *pc;
+    ngx_http_actingweb_main_conf_t  *amcf;
 
     pc = rctx->data;
     r = pc->request;
@@ -501,6 +518,17 @@ ngx_http_actingweb_peer_resolved(ngx_resolver_ctx_t *rctx)
         }
     }
 
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
+
+    if (amcf->peer_pin
+        && ngx_http_actingweb_peer_pin(r, pc, &rctx->addrs[0]) != NGX_OK)
+    {
+        ngx_resolve_name_done(rctx);
+        ngx_http_actingweb_peer_fail(pc, NGX_HTTP_ACTINGWEB_PEER_CONFIG,
+                                     "peer call could not be started");
+        goto done;
+    }
+
     ngx_resolve_name_done(rctx);
 
     if (ngx_http_actingweb_peer_start(r, pc) != NGX_OK) {
@@ -513,6 +541,56 @@ done:
     if (!pc->starting) {
         ngx_http_run_posted_requests(c);
     }
+}
+
+
+/*
+ * The URL proxy_pass gets: the checked address in place of the name, so
+ * that nothing resolves the name again (DNS rebinding: a name may answer
+ * a public address to the check and a private one a moment later).  The
+ * name still goes to the peer as $actingweb_peer_host (Host, TLS name).
+ * The resolver rotates a name's addresses; the first is taken.
+ */
+
+static ngx_int_t
+ngx_http_actingweb_peer_pin(ngx_http_request_t *r,
+    ngx_http_actingweb_peer_call_t *pc, ngx_resolver_addr_t *addr)
+{
+    u_char          *p, text[NGX_SOCKADDR_STRLEN];
+    size_t           len, head, tail;
+    ngx_sockaddr_t   sa;
+
+    if (addr->socklen > sizeof(ngx_sockaddr_t)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&sa, addr->sockaddr, addr->socklen);
+    ngx_inet_set_port(&sa.sockaddr, pc->port);
+
+    /* with the port: IPv6 comes in brackets, as a URL needs it */
+
+    len = ngx_sock_ntop(&sa.sockaddr, addr->socklen, text,
+                        NGX_SOCKADDR_STRLEN, 1);
+
+    head = pc->authority - pc->url.data;
+    tail = pc->url.data + pc->url.len - pc->rest;
+
+    p = ngx_pnalloc(r->pool, head + len + tail);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    pc->target.data = p;
+    p = ngx_cpymem(p, pc->url.data, head);
+    p = ngx_cpymem(p, text, len);
+    p = ngx_cpymem(p, pc->rest, tail);
+    pc->target.len = p - pc->target.data;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "actingweb peer \"%V\" pinned to \"%V\"",
+                   &pc->host, &pc->target);
+
+    return NGX_OK;
 }
 
 
@@ -570,7 +648,8 @@ ngx_http_actingweb_peer_start(ngx_http_request_t *r,
     /* what $actingweb_peer_url and $actingweb_peer_authorization give */
 
     sctx->peer_call = pc;
-    sctx->peer_url = pc->url;
+    sctx->peer_url = pc->target.len ? pc->target : pc->url;
+    sctx->peer_host = pc->host_header;
 
     if (pc->authorization.len) {
         /* our own credentials at our own server (devtest twins) */
@@ -663,8 +742,11 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
     ngx_buf_t                      *b;
     ngx_http_request_t             *r;
     ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_actingweb_ctx_t       *sctx;
     ngx_http_postponed_request_t  **pp;
     ngx_http_actingweb_loc_conf_t  *alcf;
+
+    static ngx_uint_t               warned;
 
     r = sr->parent;
 
@@ -673,6 +755,22 @@ ngx_http_actingweb_peer_done(ngx_http_request_t *sr, void *data,
     }
 
     pc->finished = 1;
+
+    /* another location may use $actingweb_peer_host, this one not */
+
+    sctx = ngx_http_get_module_ctx(sr, ngx_http_actingweb_module);
+
+    if (pc->target.len && sr->upstream && sctx && !sctx->peer_host_sent
+        && !warned)
+    {
+        warned = 1;
+        alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "actingweb: peer location \"%V\" does not send "
+                      "$actingweb_peer_host: peers get their address as "
+                      "Host (add \"proxy_set_header Host "
+                      "$actingweb_peer_host\")", &alcf->peer_location);
+    }
 
     /*
      * Its output went to memory, so it holds no place in the parent's
@@ -1222,6 +1320,56 @@ ngx_http_actingweb_peer_rule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Calls to host names connect to the checked address only when some peer
+ * location sends $actingweb_peer_host as Host: before, the peer would be
+ * named by its address (virtual hosts break).  Configs written before it
+ * keep connecting by name, re-resolved by proxy_pass, with a warning.
+ */
+
+ngx_int_t
+ngx_http_actingweb_peer_pin_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                       i, url;
+    ngx_http_variable_t             *v;
+    ngx_http_core_main_conf_t       *cmcf;
+    ngx_http_actingweb_main_conf_t  *amcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_actingweb_module);
+
+    /* the variables some directive uses, lowercase */
+
+    v = cmcf->variables.elts;
+    url = 0;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        if (v[i].name.len == sizeof("actingweb_peer_url") - 1
+            && ngx_strncmp(v[i].name.data, "actingweb_peer_url",
+                           v[i].name.len) == 0)
+        {
+            url = 1;
+
+        } else if (v[i].name.len == sizeof("actingweb_peer_host") - 1
+                   && ngx_strncmp(v[i].name.data, "actingweb_peer_host",
+                                  v[i].name.len) == 0)
+        {
+            amcf->peer_pin = 1;
+        }
+    }
+
+    if (url && !amcf->peer_pin) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "actingweb: no peer location sends "
+                           "\"proxy_set_header Host $actingweb_peer_host\": "
+                           "peer host names are resolved again by proxy_pass "
+                           "after their check (open to DNS rebinding)");
+    }
+
+    return NGX_OK;
 }
 
 

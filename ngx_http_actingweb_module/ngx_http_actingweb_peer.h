@@ -62,6 +62,11 @@ struct ngx_http_actingweb_peer_call_s {
     ngx_http_actingweb_peer_call_t  *next;
     ngx_resolver_ctx_t              *resolving;
     ngx_str_t                        host;
+    ngx_str_t                        host_header; /* $actingweb_peer_host */
+    u_char                          *authority;   /* in url: host[:port] */
+    u_char                          *rest;        /* after the authority */
+    ngx_str_t                        target;      /* url with the checked
+                                                     address, or empty */
     in_port_t                        port;
     ngx_event_t                      timer;
     ngx_msec_t                       timeout;
@@ -89,6 +94,7 @@ ngx_int_t ngx_http_actingweb_self_url(ngx_http_request_t *r, ngx_str_t *id,
 
 char *ngx_http_actingweb_peer_rule(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_actingweb_peer_pin_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_actingweb_peer_rules_merge(ngx_conf_t *cf,
     ngx_http_actingweb_loc_conf_t *prev, ngx_http_actingweb_loc_conf_t *conf);
 

@@ -30,6 +30,7 @@ CONF
         internal;
         proxy_pass $actingweb_peer_url;
         proxy_pass_request_headers off;
+        proxy_set_header Host $actingweb_peer_host;
         proxy_set_header Authorization $actingweb_peer_authorization;
         proxy_set_header Content-Type application/json;
         subrequest_output_buffer_size 64k;

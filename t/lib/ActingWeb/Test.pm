@@ -240,16 +240,18 @@ sub free_port {
 }
 
 # the internal location peer calls go through, as docs/example.conf has it
+# (its https lines aside); extra directive lines may be given
 sub peer_location {
-    return <<'CONF';
+    my $extra = join '', map { "        $_\n" } @_;
+    return <<'CONF' . $extra . "    }\n";
     location = /_actingweb_peer {
         internal;
         proxy_pass $actingweb_peer_url;
         proxy_pass_request_headers off;
+        proxy_set_header Host $actingweb_peer_host;
         proxy_set_header Authorization $actingweb_peer_authorization;
         proxy_set_header Content-Type application/json;
         subrequest_output_buffer_size 64k;
-    }
 CONF
 }
 
