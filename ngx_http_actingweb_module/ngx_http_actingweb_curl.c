@@ -51,12 +51,15 @@ typedef struct {
     ngx_connection_t                dummy;     /* guard's ev->data */
     ngx_queue_t                     queue;
     size_t                          max_body;
+    ngx_http_actingweb_loc_conf_t  *policy;    /* may we connect there */
     ngx_str_t                       body;      /* the answer's, malloc */
     ngx_str_t                       retry_after;
     u_char                          ra[32];
 } ngx_http_actingweb_curl_xfer_t;
 
 
+static curl_socket_t ngx_http_actingweb_curl_open(void *data,
+    curlsocktype purpose, struct curl_sockaddr *address);
 static int ngx_http_actingweb_curl_socket(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_actingweb_curl_timer(CURLM *multi, long timeout_ms,
@@ -453,6 +456,20 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(easy, CURLOPT_USERAGENT, "ngx_http_actingweb_module");
 
+    /*
+     * The peer address policy, on the address curl connects to: a name
+     * that resolved to a public address when the trust was made may
+     * point anywhere now (DNS rebinding)
+     */
+
+    x->policy = p->policy;
+
+    if (p->policy) {
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                         ngx_http_actingweb_curl_open);
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, x);
+    }
+
     if (curl_multi_add_handle(cu->multi, easy) != CURLM_OK) {
         goto failed;
     }
@@ -632,6 +649,35 @@ ngx_http_actingweb_curl_header(char *ptr, size_t size, size_t nmemb,
     }
 
     return n;
+}
+
+
+/* curl's socket for a connection: only to an address the policy allows */
+
+static curl_socket_t
+ngx_http_actingweb_curl_open(void *data, curlsocktype purpose,
+    struct curl_sockaddr *address)
+{
+    ngx_http_actingweb_curl_xfer_t *x = data;
+
+    u_char  text[NGX_SOCKADDR_STRLEN];
+    size_t  len;
+
+    if (purpose != CURLSOCKTYPE_IPCXN
+        || !ngx_http_actingweb_peer_allowed(x->curl->amcf, x->policy,
+                                            &address->addr))
+    {
+        len = ngx_sock_ntop(&address->addr, address->addrlen, text,
+                            NGX_SOCKADDR_STRLEN, 0);
+
+        ngx_log_error(NGX_LOG_WARN, x->curl->log, 0,
+                      "actingweb: callback address %*s refused by "
+                      "actingweb_peer_allow/deny", len, text);
+
+        return CURL_SOCKET_BAD;
+    }
+
+    return socket(address->family, address->socktype, address->protocol);
 }
 
 

@@ -394,6 +394,11 @@ ngx_int_t ngx_http_actingweb_fanout(ngx_http_request_t *r);
 ngx_int_t ngx_http_actingweb_perm_trust(ngx_http_request_t *r,
     ngx_str_t *rel, ngx_str_t *peerid);
 ngx_int_t ngx_http_actingweb_permissions(ngx_http_request_t *r);
+/* peer.c: the address policy, for peer calls and curl.c */
+ngx_uint_t ngx_http_actingweb_peer_allowed(
+    ngx_http_actingweb_main_conf_t *amcf,
+    ngx_http_actingweb_loc_conf_t *alcf, struct sockaddr *sa);
+
 ngx_int_t ngx_http_actingweb_perm_check(ngx_http_request_t *r, cJSON *rec,
     const char *name, const char *op);
 

@@ -120,6 +120,7 @@ typedef struct {
     ngx_queue_t                      all;        /* in ob->sends */
     ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_clears_t     *clears;
+    ngx_http_actingweb_loc_conf_t   *policy;     /* the actor's location */
     ngx_http_actingweb_peer_state_t *peer;
     ngx_str_t                        url;
     ngx_str_t                        baseuri;    /* url's start */
@@ -323,7 +324,7 @@ static ngx_uint_t ngx_http_actingweb_outbox_breaker(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_peer_state_t *ps,
     ngx_uint_t ok, ngx_msec_t wait);
 static ngx_int_t ngx_http_actingweb_outbox_tags(
-    ngx_http_actingweb_peer_state_t *ps, ngx_str_t *baseuri);
+    ngx_http_actingweb_peer_state_t *ps, ngx_http_actingweb_sends_t *sd);
 static void ngx_http_actingweb_outbox_tagged(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
@@ -2047,6 +2048,7 @@ ngx_http_actingweb_outbox_sends(ngx_http_request_t *r,
     sd->authorization.len = p - sd->authorization.data;
 
     sd->peer = rs->ps;
+    sd->policy = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     sd->order = order;
     sd->gzip = rs->gzip;
 
@@ -2718,7 +2720,7 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
             && ps->tags != NGX_HTTP_ACTINGWEB_TAGS_FETCHING
             && (ps->tags == NGX_HTTP_ACTINGWEB_TAGS_UNKNOWN
                 || (ngx_msec_int_t) (ps->tags_until - ngx_current_msec) <= 0)
-            && ngx_http_actingweb_outbox_tags(ps, &sd->baseuri) == NGX_OK)
+            && ngx_http_actingweb_outbox_tags(ps, sd) == NGX_OK)
         {
             ob->calls++;
         }
@@ -2751,6 +2753,7 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
                             || ps->tags == NGX_HTTP_ACTINGWEB_TAGS_GZIP);
         post.timeout = amcf->callback_timeout;
         post.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
+        post.policy = sd->policy;
         post.handler = ngx_http_actingweb_outbox_sent;
         post.data = sd;
 
@@ -2776,11 +2779,14 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
 
 static ngx_int_t
 ngx_http_actingweb_outbox_tags(ngx_http_actingweb_peer_state_t *ps,
-    ngx_str_t *baseuri)
+    ngx_http_actingweb_sends_t *sd)
 {
     u_char                          *p;
     ngx_int_t                        rc;
+    ngx_str_t                       *baseuri;
     ngx_http_actingweb_curl_post_t   get;
+
+    baseuri = &sd->baseuri;
 
     p = ngx_alloc(baseuri->len + sizeof("/meta/actingweb/supported"),
                   ps->outbox->log);
@@ -2794,6 +2800,7 @@ ngx_http_actingweb_outbox_tags(ngx_http_actingweb_peer_state_t *ps,
     get.url.len = ngx_sprintf(p, "%V/meta/actingweb/supported%Z", baseuri)
                   - p - 1;
     get.get = 1;
+    get.policy = sd->policy;
     get.timeout = ps->outbox->amcf->callback_timeout;
     get.max_body = NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX;
     get.handler = ngx_http_actingweb_outbox_tagged;

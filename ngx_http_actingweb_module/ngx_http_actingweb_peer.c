@@ -361,50 +361,19 @@ ngx_http_actingweb_peer_url_valid(ngx_http_actingweb_peer_call_t *pc)
 }
 
 
-/* first matching rule wins; then the special ranges are refused */
-
 static ngx_int_t
 ngx_http_actingweb_peer_check(ngx_http_request_t *r,
     ngx_http_actingweb_peer_call_t *pc, struct sockaddr *sa)
 {
     u_char                           text[NGX_SOCKADDR_STRLEN];
     size_t                           len;
-    ngx_uint_t                       i, deny;
-    ngx_http_actingweb_peer_rule_t  *rule;
     ngx_http_actingweb_loc_conf_t   *alcf;
     ngx_http_actingweb_main_conf_t  *amcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_actingweb_module);
 
-    deny = 2;
-
-    if (alcf->peer_rules) {
-        rule = alcf->peer_rules->elts;
-
-        for (i = 0; i < alcf->peer_rules->nelts; i++) {
-            if (rule[i].all
-                || ngx_http_actingweb_peer_match(&rule[i].cidr, sa))
-            {
-                deny = rule[i].deny;
-                break;
-            }
-        }
-    }
-
-    if (deny == 2) {
-        rule = amcf->peer_special->elts;
-        deny = 0;
-
-        for (i = 0; i < amcf->peer_special->nelts; i++) {
-            if (ngx_http_actingweb_peer_match(&rule[i].cidr, sa)) {
-                deny = 1;
-                break;
-            }
-        }
-    }
-
-    if (!deny) {
+    if (ngx_http_actingweb_peer_allowed(amcf, alcf, sa)) {
         return NGX_OK;
     }
 
@@ -418,6 +387,43 @@ ngx_http_actingweb_peer_check(ngx_http_request_t *r,
     pc->message = "peer address not allowed on this server";
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * May location alcf call address sa?  Its first matching
+ * actingweb_peer_allow/deny rule decides; without one the special ranges
+ * are refused.  Peer calls and callback delivery (curl.c) both ask.
+ */
+
+ngx_uint_t
+ngx_http_actingweb_peer_allowed(ngx_http_actingweb_main_conf_t *amcf,
+    ngx_http_actingweb_loc_conf_t *alcf, struct sockaddr *sa)
+{
+    ngx_uint_t                       i;
+    ngx_http_actingweb_peer_rule_t  *rule;
+
+    if (alcf->peer_rules) {
+        rule = alcf->peer_rules->elts;
+
+        for (i = 0; i < alcf->peer_rules->nelts; i++) {
+            if (rule[i].all
+                || ngx_http_actingweb_peer_match(&rule[i].cidr, sa))
+            {
+                return !rule[i].deny;
+            }
+        }
+    }
+
+    rule = amcf->peer_special->elts;
+
+    for (i = 0; i < amcf->peer_special->nelts; i++) {
+        if (ngx_http_actingweb_peer_match(&rule[i].cidr, sa)) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -233,6 +233,7 @@ typedef struct {
     unsigned                        downgraded:1;  /* high sent as low */
     unsigned                        gzip:1;     /* Content-Encoding: gzip */
     unsigned                        get:1;      /* a GET, no body */
+    ngx_http_actingweb_loc_conf_t  *policy;     /* actingweb_peer_allow */
     ngx_http_actingweb_curl_pt      handler;
     void                           *data;
 } ngx_http_actingweb_curl_post_t;

@@ -240,3 +240,69 @@ qr/"callbacks_sent":1,/
 [error]
 [alert]
 [crit]
+
+
+
+=== TEST 7: a poll that came first took the change into a diff: its callback still goes (the run sends diffs stored since the last one)
+--- init
+main::redis_cmd('XADD', main::key('changes'), '*', 'path', '["w"]', 'op', 'set',
+                'value', '8');
+my $port = main::wait_for_server();
+my $res = HTTP::Tiny->new->get(
+    "http://127.0.0.1:$port/a/" . main::captured('a') . '/subscriptions/'
+    . main::captured('b') . '/' . main::captured('sub1'),
+    { headers => { Authorization => 'Bearer ' . main::captured('s') } });
+Test::More::like($res->{content}, qr/"sequence":7,"timestamp":"[^"]+","data":\{"w":8\}/,
+                 'the poll made the diff');
+main::redis_cmd('HSET', main::key('actor'), 'pending', 'y');
+require Compress::Zlib;
+my $n = Compress::Zlib::crc32(main::captured('a')) % 16;
+main::redis_cmd('SADD', "$ENV{TEST_NGINX_REDIS_PREFIX}:cbq:{$n}",
+                "http://127.0.0.1:$port/a/" . main::captured('a'));
+my @l = main::callbacks(7);
+Test::More::is(scalar @l, 7, 'its callback was sent');
+Test::More::like($l[-1], qr{"sequence":7,.*"data":\{"w":8\}}, 'that diff');
+--- request
+GET /status
+--- response_body_like eval
+qr/"callbacks_sent":1,/
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 8: callbacks obey actingweb_peer_allow/deny too: without the allow line, loopback is refused at connect (a name may point elsewhere since the trust was made)
+--- config
+    location /a/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:$TEST_NGINX_SERVER_PORT/a;
+    }
+    location = /status { actingweb_status; }
+--- init
+my $port = main::wait_for_server();
+my $res = HTTP::Tiny->new->request('PUT',
+    "http://127.0.0.1:$port/a/" . main::captured('a') . '/properties/z',
+    { headers => { Authorization => main::basic_auth('alice', 'pa'),
+                   'Content-Type' => 'application/json' },
+      content => '9' });
+Test::More::is($res->{status}, 204, 'PUT');
+for (1 .. 100) {
+    last if HTTP::Tiny->new->get("http://127.0.0.1:$port/status")->{content}
+            =~ /"callbacks_failed":[1-9]/;
+    select undef, undef, undef, 0.1;
+}
+select undef, undef, undef, 0.3;
+my @l = main::callbacks(8);
+Test::More::is(scalar @l, 7, 'nothing reached B');
+--- request
+GET /status
+--- response_body_like eval
+qr/"callbacks_sent":0,"callbacks_failed":[1-9]/
+--- error_log
+actingweb: callback address 127.0.0.1 refused by actingweb_peer_allow/deny
+--- no_error_log
+[error]
+[alert]
+[crit]
