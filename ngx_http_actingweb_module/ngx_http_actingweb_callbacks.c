@@ -828,6 +828,15 @@ ngx_http_actingweb_cb_start(ngx_http_request_t *r)
                                 cJSON_IsString(item) ? item->valuestring
                                                      : "high");
 
+        /* the spec's hint: our callbacks may come gzip-encoded */
+
+        item = cJSON_CreateArray();
+
+        if (item) {
+            cJSON_AddItemToArray(item, cJSON_CreateString("gzip"));
+            cJSON_AddItemToObject(body, "accept_encoding", item);
+        }
+
         if (ngx_http_actingweb_cb_url(r, &url, "/subscriptions/%V", NULL)
             != NGX_OK)
         {

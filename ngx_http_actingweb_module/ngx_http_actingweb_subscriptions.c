@@ -96,6 +96,7 @@ static cJSON *ngx_http_actingweb_sub_parse(ngx_http_request_t *r,
     redisReply *reply);
 static ngx_uint_t ngx_http_actingweb_sub_uint(cJSON *rec, const char *name);
 static void ngx_http_actingweb_sub_at(cJSON *rec, const char **at);
+static ngx_uint_t ngx_http_actingweb_sub_encodings(cJSON *enc);
 static const char *ngx_http_actingweb_sub_str(cJSON *rec, const char *name);
 
 
@@ -398,7 +399,7 @@ static ngx_int_t
 ngx_http_actingweb_sub_create(ngx_http_request_t *r)
 {
     u_char                           *p;
-    cJSON                            *in, *rec, *item, *sub, *res;
+    cJSON                            *in, *rec, *item, *sub, *res, *enc;
     ngx_int_t                         rc;
     ngx_str_t                         text, name;
     const char                       *err, *gran, *names[2];
@@ -465,6 +466,20 @@ ngx_http_actingweb_sub_create(ngx_http_request_t *r)
         gran = item->valuestring;
     }
 
+    /* the spec's compression hint: the encodings its callbacks may have */
+
+    enc = cJSON_GetObjectItemCaseSensitive(in, "accept_encoding");
+
+    if (cJSON_IsNull(enc)) {
+        enc = NULL;
+    }
+
+    if (enc && !ngx_http_actingweb_sub_encodings(enc)) {
+        return ngx_http_actingweb_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "accept_encoding is a list of "
+                                             "at most 8 encoding names");
+    }
+
     /* the spec: the peer must be allowed to read what it subscribes to */
 
     if (ngx_strcmp(name.data, "properties") == 0) {
@@ -518,6 +533,8 @@ ngx_http_actingweb_sub_create(ngx_http_request_t *r)
         || cJSON_AddNumberToObject(rec, "sequence", 0) == NULL
         || cJSON_AddNumberToObject(rec, "cleared", 0) == NULL
         || cJSON_AddNumberToObject(rec, "notified", 0) == NULL
+        || (enc && !cJSON_AddItemReferenceToObject(rec, "accept_encoding",
+                                                   enc))
         || ngx_http_actingweb_json_print(r, rec, &text) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1766,6 +1783,34 @@ ngx_http_actingweb_sub_str(cJSON *rec, const char *name)
     item = cJSON_GetObjectItemCaseSensitive(rec, name);
 
     return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+
+/* ["gzip", "br", ...]: at most 8 names of 1-32 bytes */
+
+static ngx_uint_t
+ngx_http_actingweb_sub_encodings(cJSON *enc)
+{
+    cJSON   *item;
+    size_t   len;
+
+    if (!cJSON_IsArray(enc) || cJSON_GetArraySize(enc) > 8) {
+        return 0;
+    }
+
+    cJSON_ArrayForEach(item, enc) {
+        if (!cJSON_IsString(item)) {
+            return 0;
+        }
+
+        len = ngx_strlen(item->valuestring);
+
+        if (len == 0 || len > 32) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

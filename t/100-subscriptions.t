@@ -136,13 +136,16 @@ Authorization: Bearer {{s}}
  "POST /a/{{a}}/subscriptions/{{b3}}\n{\"target\": \"properties\"}",
  "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\"}",
  "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\"}",
- "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\", \"subtarget\": \"hidden1\"}"]
+ "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\", \"subtarget\": \"hidden1\"}",
+ "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\", \"accept_encoding\": \"gzip\"}",
+ "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\", \"accept_encoding\": [\"gzip\", 1]}",
+ "POST /a/{{a}}/subscriptions/{{b}}\n{\"target\": \"properties\", \"accept_encoding\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\"]}"]
 --- more_headers eval
 [("Authorization: Bearer {{s}}") x 6, "Authorization: Bearer {{s2}}",
  "Authorization: Bearer {{s3}}", "", "Authorization: {{basic:alice:pa}}",
- "Authorization: Bearer {{s}}"]
+ ("Authorization: Bearer {{s}}") x 4]
 --- error_code eval
-[400, 400, 400, 400, 400, 403, 403, 403, 401, 403, 403]
+[400, 400, 400, 400, 400, 403, 403, 403, 401, 403, 403, 400, 400, 400]
 --- response_body_json eval
 ['{"error": {"code": 400, "message": "\"target\" is required"}}',
  '{"error": {"code": 400, "message": "{{ANY}}"}}',
@@ -154,7 +157,8 @@ Authorization: Bearer {{s}}
  '{"error": {"code": 403, "message": "not allowed for this relationship"}}',
  '{"error": {"code": 401, "message": "{{ANY}}"}}',
  '{"error": {"code": 403, "message": "only the peer itself subscribes, with its token"}}',
- '{"error": {"code": 403, "message": "this trust may not read what it subscribes to"}}']
+ '{"error": {"code": 403, "message": "this trust may not read what it subscribes to"}}',
+ ('{"error": {"code": 400, "message": "accept_encoding is a list of at most 8 encoding names"}}') x 3]
 
 
 

@@ -111,6 +111,18 @@ sub b_log {
 # a value whose callback is over 1 KB: the spec compresses those
 our $big = 'x' x 1100;
 
+# sets (or removes) "accept_encoding" in A's record of B's subscription
+sub sub_encoding {
+    my ($enc) = @_;
+    my $k = "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . main::captured('a') . "}:subs";
+    my ($rec) = main::redis_cmd('HGET', $k, main::captured('sub'));
+    Test::More::like($rec, qr/"accept_encoding":\["gzip"\]/,
+        'B asked for gzip when it subscribed') unless defined $enc;
+    $rec =~ s/,"accept_encoding":\[[^\]]*\]//;
+    $rec =~ s/\}$/,"accept_encoding":$enc}/ if defined $enc;
+    main::redis_cmd('HSET', $k, main::captured('sub'), $rec);
+}
+
 sub put {
     my ($name, $value) = @_;
     my $port = main::wait_for_server();
@@ -158,6 +170,9 @@ __DATA__
 
 === TEST 3: B is up: the first change arrives by callback
 --- init
+# as a subscriber that did not send "accept_encoding" (the reference):
+# A asks B's option tags
+main::sub_encoding(undef);
 main::put('k1', qq{"$main::big"});
 my $l = main::applied_n(2);
 Test::More::is_deeply($l, ['0 baseline {}', qq{1 diff {"k1":"$main::big"}}],
@@ -239,6 +254,27 @@ Authorization: {{basic:alice:pa}}
 --- error_code: 200
 --- response_body_json
 {"...": 1, "sequence": 8, "data": []}
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 7: a subscription that asked for gzip gets its large callbacks compressed without A asking for B's option tags
+--- init
+main::sub_encoding('["gzip"]');
+main::put('k9', qq{"$main::big"});
+my $l = main::applied_n(10);
+Test::More::is($l->[-1], qq{9 diff {"k9":"$main::big"}}, 'applied');
+Test::More::is(scalar(() = main::b_log(qr{/meta/})), 1,
+    'no new question for the tags (the last was in another worker)');
+my @cb = main::b_log(qr{/callbacks/subscriptions/});
+Test::More::like($cb[-1], qr/ gzip$/, 'gzip');
+--- request
+GET /status
+--- response_body_like eval
+qr/"callbacks_sent":1,"callbacks_failed":0,/
 --- no_error_log
 [error]
 [alert]
