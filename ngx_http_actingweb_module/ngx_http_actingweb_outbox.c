@@ -1496,6 +1496,11 @@ ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
             continue;
         }
 
+        if (pending >= alcf->change_log) {
+            /* takes no more: cb_claim's page need not have its cursor */
+            continue;
+        }
+
         /* the cursor's own event, then the ones after it */
 
         for (k = 0; k < cl->nevents; k++) {
