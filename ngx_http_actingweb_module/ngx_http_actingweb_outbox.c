@@ -110,6 +110,7 @@ typedef struct {
     ngx_uint_t                       refs;       /* the run, its sends */
     ngx_uint_t                       unstarted;  /* bodies */
     ngx_str_t                        member;
+    unsigned                         claiming:1; /* not yet stored */
     unsigned                         again:1;    /* a claim waits */
 } ngx_http_actingweb_clears_t;
 
@@ -950,10 +951,11 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     {
         cs = ngx_queue_data(q, ngx_http_actingweb_clears_t, queue);
 
-        if (cs->unstarted && cs->member.len == member->len
+        if ((cs->claiming || cs->unstarted)
+            && cs->member.len == member->len
             && ngx_memcmp(cs->member.data, member->data, member->len) == 0)
         {
-            /* after the last run's callbacks have started */
+            /* after this worker's last run: its claim, its bodies started */
             cs->again = 1;
             return NGX_OK;
         }
@@ -1008,6 +1010,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     ngx_queue_insert_tail(&ob->runs, &cl->clears->queue);
     cl->clears->refs = 1;
     cl->clears->unstarted = 0;
+    cl->clears->claiming = 1;
     cl->clears->again = 0;
     cl->clears->member.data = (u_char *) (cl->clears + 1);
     cl->clears->member.len = member->len;
@@ -1439,7 +1442,7 @@ static ngx_int_t
 ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
 {
     size_t                           budget;
-    ngx_uint_t                       i, j, k, pending;
+    ngx_uint_t                       i, j, k, pending, progress;
     ngx_http_actingweb_claim_t      *cl;
     ngx_http_actingweb_run_sub_t    *rs;
     ngx_http_actingweb_loc_conf_t   *alcf;
@@ -1448,6 +1451,7 @@ ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
 
     budget = 0;
+    progress = 0;
 
     for (i = 0; i < cl->nsubs; i++) {
         rs = &cl->subs[i];
@@ -1536,6 +1540,21 @@ ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
 
             rs->newcursor = cl->events[k].id;
         }
+    }
+
+    for (i = 0; !progress && i < cl->nsubs; i++) {
+        rs = &cl->subs[i];
+        progress = !rs->skip
+                   && (rs->diffs.nelts || rs->upto != rs->notified
+                       || rs->newcursor.data != rs->cursor.data);
+    }
+
+    if (!progress) {
+        /*
+         * Nothing moved (the oldest cursor's subscription was left out):
+         * another run now would do the same; the next write tries again
+         */
+        cl->more = 0;
     }
 
     return NGX_OK;
@@ -1971,6 +1990,8 @@ ngx_http_actingweb_outbox_saved(ngx_http_request_t *r,
         sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
         cl->clears->unstarted += sd->n;
     }
+
+    cl->clears->claiming = 0;
 
     ngx_http_actingweb_outbox_pump(cl->outbox);
 
@@ -2465,6 +2486,8 @@ ngx_http_actingweb_outbox_done(ngx_http_request_t *r)
     ob = cl->outbox;
 
     if (cl->clears) {
+        cl->clears->claiming = 0;
+        ngx_http_actingweb_outbox_started(ob, cl->clears, 0);
         ngx_http_actingweb_outbox_clears_put(ob, cl->clears);
         cl->clears = NULL;
     }
@@ -3010,7 +3033,7 @@ ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
 
     cs->unstarted -= ngx_min(n, cs->unstarted);
 
-    if (cs->unstarted == 0 && cs->again) {
+    if (cs->unstarted == 0 && !cs->claiming && cs->again) {
         cs->again = 0;
 
         if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
