@@ -42,7 +42,8 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_CLAIMS      64
 #define NGX_HTTP_ACTINGWEB_OUTBOX_PAGE        128       /* events a run */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_UNSENT      "128"     /* a run, a sub */
-#define NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET      (8 * 1024 * 1024)
+#define NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET      (2 * 1024 * 1024)
+#define NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS       "8192"    /* a run, about */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_FIELDS      18        /* a sub, claimed */
 #define NGX_HTTP_ACTINGWEB_GZIP_MIN           1024      /* the spec's 1KB */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_ANSWER_MAX  4096
@@ -273,7 +274,7 @@ static ngx_int_t ngx_http_actingweb_outbox_claim(
 static void ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
     ngx_http_actingweb_redis_status_e status, redisReply *reply);
 static ngx_int_t ngx_http_actingweb_outbox_events(ngx_http_request_t *r,
-    redisReply *events);
+    redisReply *events, long long count);
 static ngx_int_t ngx_http_actingweb_outbox_sub(ngx_http_request_t *r,
     ngx_http_actingweb_run_sub_t *rs, redisReply **f, ngx_str_t *circuit);
 static ngx_int_t ngx_http_actingweb_outbox_stored(ngx_http_request_t *r,
@@ -332,6 +333,8 @@ static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_retry(ngx_event_t *ev);
+static ngx_uint_t ngx_http_actingweb_outbox_busy(
+    ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_clears_t *cs);
 static void ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
     ngx_http_actingweb_clears_t *cs, ngx_uint_t n);
 static void ngx_http_actingweb_outbox_clears_put(
@@ -951,7 +954,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     {
         cs = ngx_queue_data(q, ngx_http_actingweb_clears_t, queue);
 
-        if ((cs->claiming || cs->unstarted)
+        if (ngx_http_actingweb_outbox_busy(ob, cs)
             && cs->member.len == member->len
             && ngx_memcmp(cs->member.data, member->data, member->len) == 0)
         {
@@ -994,7 +997,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     r = cl->request;
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     p = ngx_pnalloc(r->pool, member->len);
-    a = ngx_http_actingweb_redis_args(r, 13);
+    a = ngx_http_actingweb_redis_args(r, 14);
 
     if (p == NULL || a == NULL) {
         goto failed;
@@ -1057,7 +1060,10 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
         || ngx_http_actingweb_redis_arg(a, p + 3 * NGX_INT_T_LEN,
                ngx_sprintf(p + 3 * NGX_INT_T_LEN, "%ui", alcf->change_log)
                - p - 3 * NGX_INT_T_LEN)
-           != NGX_OK)
+           != NGX_OK
+        || ngx_http_actingweb_redis_arg(a,
+               (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS,
+               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS) - 1) != NGX_OK)
     {
         goto failed;
     }
@@ -1121,9 +1127,10 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
         return;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5
         || reply->element[1]->type != REDIS_REPLY_ARRAY
         || reply->element[3]->type != REDIS_REPLY_ARRAY
+        || reply->element[4]->type != REDIS_REPLY_INTEGER
         || ngx_http_actingweb_reply_str(r, reply->element[0], &cl->pending)
            != NGX_OK
         || ngx_http_actingweb_reply_str(r, reply->element[2], &cl->newest)
@@ -1140,7 +1147,9 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
                                     * (cl->nsubs + 1));
 
     if (cl->subs == NULL
-        || ngx_http_actingweb_outbox_events(r, reply->element[1]) != NGX_OK)
+        || ngx_http_actingweb_outbox_events(r, reply->element[1],
+                                            reply->element[4]->integer)
+           != NGX_OK)
     {
         ngx_http_actingweb_outbox_release(r);
         return;
@@ -1172,10 +1181,11 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
 }
 
 
-/* the page of events, read once for every subscription */
+/* the page of events (count asked), read once for every subscription */
 
 static ngx_int_t
-ngx_http_actingweb_outbox_events(ngx_http_request_t *r, redisReply *events)
+ngx_http_actingweb_outbox_events(ngx_http_request_t *r, redisReply *events,
+    long long count)
 {
     size_t                           i;
     ngx_http_actingweb_claim_t      *cl;
@@ -1184,7 +1194,7 @@ ngx_http_actingweb_outbox_events(ngx_http_request_t *r, redisReply *events)
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
     cl->nevents = events->elements;
-    cl->more = (events->elements > NGX_HTTP_ACTINGWEB_OUTBOX_PAGE);
+    cl->more = ((long long) events->elements >= count);
     cl->events = ngx_pcalloc(r->pool, sizeof(ngx_http_actingweb_run_event_t)
                                       * (cl->nevents + 1));
     if (cl->events == NULL) {
@@ -3021,6 +3031,20 @@ ngx_http_actingweb_outbox_retry(ngx_event_t *ev)
 }
 
 
+/*
+ * A run holds the actor's next claim in this worker while it is being
+ * claimed and stored, and while more of its bodies wait than the calls
+ * that may be in flight (so the next run is ready before they are gone)
+ */
+
+static ngx_uint_t
+ngx_http_actingweb_outbox_busy(ngx_http_actingweb_outbox_t *ob,
+    ngx_http_actingweb_clears_t *cs)
+{
+    return cs->claiming || cs->unstarted > ob->amcf->callback_concurrency;
+}
+
+
 /* n bodies of a run started (or dropped): a claim waiting for it goes */
 
 static void
@@ -3033,7 +3057,7 @@ ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
 
     cs->unstarted -= ngx_min(n, cs->unstarted);
 
-    if (cs->unstarted == 0 && !cs->claiming && cs->again) {
+    if (cs->again && !ngx_http_actingweb_outbox_busy(ob, cs)) {
         cs->again = 0;
 
         if (!ngx_exiting && !ngx_terminate && !ngx_quit) {

@@ -553,13 +553,15 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * uncleared takes no more, so its cursor does not hold the others'.
      * KEYS: actor, subs, circuits, trust, changes, diffs; ARGV: owner,
      * now (ms), lease (ms), probe lease (ms), events, unsent per
-     * subscription, change log
+     * subscription, change log, diffs per run (the events read are fewer
+     * when many subscriptions share them: a run's work is bounded)
      * returns nil: nothing pending, 0: leased by a live owner, or
-     * {pending event id, {event...}, newest event id or false, {id, peer
+     * {pending event id, {event...} (at most count), newest event id or
+     * false, {id, peer
      * id, cursor, sequence, cleared, notified, target, subtarget,
      * resource, granularity, gzip in its accept_encoding (0/1), circuit,
      * trust, trimmed (0/1), last diff a resync (0/1), first unsent
-     * sequence, notified after the unsent, {unsent diff...}, ...}}
+     * sequence, notified after the unsent, {unsent diff...}, ...}, count}
      * circuit: "" closed, "<ms>" open until then (some worker's breaker
      * opened it), "probe": it was open and the time has passed: this
      * claim probes (half open), the others skip the peer for the probe
@@ -660,11 +662,14 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "    end\n"
       "  end\n"
       "end\n"
+      "local count = math.min(tonumber(ARGV[5]),\n"
+      "  math.max(9, math.floor(tonumber(ARGV[8]) / math.max(#subs / 18, 1))\n"
+      "              + 1))\n"
       "local ev = {}\n"
       "if from then\n"
-      "  ev = redis.call('XRANGE', KEYS[5], from, '+', 'COUNT', ARGV[5])\n"
+      "  ev = redis.call('XRANGE', KEYS[5], from, '+', 'COUNT', count)\n"
       "end\n"
-      "return {p, ev, last and last[1] or false, subs}\n",
+      "return {p, ev, last and last[1] or false, subs, count}\n",
       "" },
 
     /*
