@@ -40,6 +40,14 @@ ngx_http_actingweb_send(ngx_http_request_t *r, ngx_uint_t status,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
     if (ctx) {
+        if (ctx->worker) {
+            /* outbox.c's worker request has no client to answer */
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "actingweb: an answer (%ui) on a worker request",
+                          status);
+            return NGX_ERROR;
+        }
+
         ctx->responded = 1;
     }
 

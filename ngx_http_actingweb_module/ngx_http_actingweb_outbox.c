@@ -13,21 +13,25 @@
  *
  * Claiming takes a lease on the actor (script cb_claim): one worker of
  * the fleet delivers a change; a lease whose worker died expires and is
- * taken over.  The claimed subscriptions are polled exactly as a client
- * polls them (ngx_http_actingweb_sub_refresh): new diffs are stored,
- * numbered and filtered by the same code, then the lease is released
- * (cb_release) and the new diffs are POSTed to the subscribers (one
- * POST per peer and change event: the most specific subscription's), one
- * subscription's in sequence order, at most actingweb_callback_concurrency
- * calls at a time per worker.  Delivery is at most once: the diffs stay
- * pollable whatever happens to a callback.
+ * taken over.  The claim also reads what the run needs: a page of change
+ * events from the oldest cursor, and every subscription's fields, trust
+ * and circuit.  A run then makes all subscriptions' diffs at once, with
+ * the code a poll uses (subscriptions.c, sub_event_diff), stores them with
+ * one script (cb_store), releases the lease (cb_release) and POSTs the
+ * callbacks (one POST per peer and change event: the most specific
+ * subscription's), one subscription's in sequence order, at most
+ * actingweb_callback_concurrency calls at a time per worker.  The 2xx
+ * ones are cleared by one script (cb_cleared) when the run's calls are
+ * done.  Delivery is at most once: the diffs stay pollable whatever
+ * happens to a callback.
  *
  * Redis work outside client requests runs on a worker request: a request
  * structure with its own pool, a connection without a socket, and the
  * configuration of the actingweb location that wrote (found by the actor
  * URL stored in the index).  Redis ops on it get the usual timeouts and
- * cleanups; it is never sent anything and never finalized: its cleanups
- * run and its pool is destroyed when the job ends.
+ * cleanups; it is never sent anything (ngx_http_actingweb_send refuses)
+ * and never finalized: its cleanups run and its pool is destroyed when
+ * the job ends.
  */
 
 
@@ -2738,9 +2742,11 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
                 && (ngx_msec_int_t) (ps->until - ngx_current_msec) > 0))
         {
             /* not now: the diffs stay pollable */
-            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,
+            ngx_http_actingweb_metric_add(amcf,
+                                          NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,
                                           sd->n - sd->next);
-            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
+            ngx_http_actingweb_metric_add(amcf,
+                                          NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
                                           -(ngx_int_t) (sd->n - sd->next));
             ngx_http_actingweb_outbox_sends_free(sd);
             continue;
@@ -2796,9 +2802,11 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         post.data = sd;
 
         if (ngx_http_actingweb_curl_post(amcf, &post) != NGX_OK) {
-            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,
+            ngx_http_actingweb_metric_add(amcf,
+                                          NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,
                                           sd->n - sd->next);
-            ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
+            ngx_http_actingweb_metric_add(amcf,
+                                          NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
                                           -(ngx_int_t) (sd->n - sd->next));
             ngx_http_actingweb_outbox_sends_free(sd);
             continue;
@@ -2943,7 +2951,8 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
 
     if (rc == NGX_ABORT) {
         /* exiting: outbox_exit frees what is left */
-        ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH, -1);
+        ngx_http_actingweb_metric_add(amcf,
+                                      NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH, -1);
         sd->next = sd->n;
         ngx_http_actingweb_outbox_sends_free(sd);
         return;
@@ -2981,7 +2990,8 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
     {
         /* configured retries: 1 s, 2 s, 4 s, ... */
 
-        ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_RETRIED);
+        ngx_http_actingweb_metric_inc(amcf,
+                                      NGX_HTTP_ACTINGWEB_M_CALLBACK_RETRIED);
         ngx_add_timer(&sd->retry,
                       NGX_HTTP_ACTINGWEB_RETRY_DELAY << ngx_min(sd->tries, 10));
         sd->tries++;
@@ -2995,7 +3005,8 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
         sd->seqs[sd->nok++] = sd->seqs[sd->next];
 
     } else {
-        ngx_http_actingweb_metric_inc(amcf, NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED);
+        ngx_http_actingweb_metric_inc(amcf,
+                                      NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED);
     }
 
     ngx_http_actingweb_metric_add(amcf, NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH, -1);
