@@ -198,3 +198,44 @@ GET /status
 [error]
 [alert]
 [crit]
+
+
+
+=== TEST 6: reloads of instance 2 while it delivers (its old worker finishes the calls in flight, the new one takes the rest): each callback still arrives once
+--- init
+main::start_second();
+my $aid = main::captured("a");
+my $h = { Authorization => main::basic_auth('alice', 'pa'),
+          'Content-Type' => 'application/json' };
+open my $fh, '<', "$main::Dir/nginx.pid" or die $!;
+my $pid = <$fh>;
+chomp $pid;
+for my $i (21 .. 80) {
+    kill 'HUP', $pid if $i % 20 == 0;
+    my $res = HTTP::Tiny->new->request('PUT',
+        "http://127.0.0.1:$ENV{TEST_NGINX_A2_PORT}/a/$aid/properties/v",
+        { headers => $h, content => $i });
+    Test::More::is($res->{status}, 204, "PUT $i");
+}
+main::callbacks(80);
+main::settled($ENV{TEST_NGINX_A2_PORT});
+main::settled($ENV{TEST_NGINX_SERVER_PORT});
+select undef, undef, undef, 0.5;
+my @l = main::callbacks(80);
+my @seq = sort { $a <=> $b } map { /"sequence":(\d+)/ ? $1 : 0 } @l;
+Test::More::is_deeply(\@seq, [1 .. 80], 'each sequence once')
+    or Test::More::diag("@seq");
+main::stop_second();
+my $log = do { local (@ARGV, $/) = "$main::Dir/logs/error.log"; <> } // '';
+Test::More::unlike($log, qr/\[(error|alert|crit|emerg)\]/, 'instance 2 log');
+Test::More::like($log, qr/signal 1 \(SIGHUP\) received/, 'reloaded');
+--- request
+GET /a/{{a}}/subscriptions/{{b}}/{{sub}}
+--- more_headers
+Authorization: Bearer {{s}}
+--- response_body_json
+{"...": 1, "sequence": 80, "data": []}
+--- no_error_log
+[error]
+[alert]
+[crit]
