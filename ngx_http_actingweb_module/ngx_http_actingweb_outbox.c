@@ -42,7 +42,6 @@
 #define NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_MIN    100
 #define NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_MAX    2000
 #define NGX_HTTP_ACTINGWEB_OUTBOX_SCAN_COUNT  "32"
-#define NGX_HTTP_ACTINGWEB_OUTBOX_LEASE       "30000"     /* ms */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_CLAIMS      64
 #define NGX_HTTP_ACTINGWEB_OUTBOX_PAGE        128       /* events a run */
 #define NGX_HTTP_ACTINGWEB_OUTBOX_UNSENT      "128"     /* a run, a sub */
@@ -337,6 +336,8 @@ static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_retry(ngx_event_t *ev);
+static ngx_msec_t ngx_http_actingweb_outbox_lease(
+    ngx_http_actingweb_outbox_t *ob);
 static ngx_uint_t ngx_http_actingweb_outbox_busy(
     ngx_http_actingweb_outbox_t *ob, ngx_http_actingweb_clears_t *cs);
 static void ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
@@ -1027,7 +1028,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     cl->member.len = member->len;
     ngx_memcpy(p, member->data, member->len);
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 4);
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 5);
     if (p == NULL) {
         goto failed;
     }
@@ -1045,9 +1046,11 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
         || ngx_http_actingweb_redis_arg(a, p,
                ngx_sprintf(p, "%uM", ngx_http_actingweb_outbox_now()) - p)
            != NGX_OK
-        || ngx_http_actingweb_redis_arg(a,
-               (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_LEASE,
-               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_LEASE) - 1) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p + 4 * NGX_INT_T_LEN,
+               ngx_sprintf(p + 4 * NGX_INT_T_LEN, "%M",
+                           ngx_http_actingweb_outbox_lease(ob))
+               - p - 4 * NGX_INT_T_LEN)
+           != NGX_OK
         || ngx_http_actingweb_redis_arg(a, p + NGX_INT_T_LEN,
                ngx_sprintf(p + NGX_INT_T_LEN, "%M",
                            ob->amcf->callback_timeout + 1000)
@@ -1771,7 +1774,8 @@ ngx_http_actingweb_outbox_resync(ngx_http_request_t *r,
 /*
  * One script stores every subscription's new diffs, moves its cursor and
  * its "notified" mark; ARGV per subscription: id, cursor and sequence
- * seen, new cursor, notified before the new diffs, how many, the diffs.
+ * seen, new cursor, notified before the new diffs, notified seen, how
+ * many, the diffs.
  */
 
 static ngx_int_t
@@ -1797,7 +1801,7 @@ ngx_http_actingweb_outbox_store(ngx_http_request_t *r)
                            || rs->newcursor.data != rs->cursor.data);
 
         if (rs->included) {
-            n += 6 + rs->nnew;
+            n += 7 + rs->nnew;
         }
     }
 
@@ -1825,7 +1829,7 @@ ngx_http_actingweb_outbox_store(ngx_http_request_t *r)
             continue;
         }
 
-        p = ngx_pnalloc(r->pool, 3 * NGX_INT_T_LEN);
+        p = ngx_pnalloc(r->pool, 4 * NGX_INT_T_LEN);
 
         if (p == NULL
             || ngx_http_actingweb_redis_arg(a, rs->subid.data, rs->subid.len)
@@ -1840,8 +1844,11 @@ ngx_http_actingweb_outbox_store(ngx_http_request_t *r)
                    ngx_sprintf(p + NGX_INT_T_LEN, "%ui", rs->upto)
                    - p - NGX_INT_T_LEN) != NGX_OK
             || ngx_http_actingweb_redis_arg(a, p + 2 * NGX_INT_T_LEN,
-                   ngx_sprintf(p + 2 * NGX_INT_T_LEN, "%ui", rs->nnew)
-                   - p - 2 * NGX_INT_T_LEN) != NGX_OK)
+                   ngx_sprintf(p + 2 * NGX_INT_T_LEN, "%ui", rs->notified)
+                   - p - 2 * NGX_INT_T_LEN) != NGX_OK
+            || ngx_http_actingweb_redis_arg(a, p + 3 * NGX_INT_T_LEN,
+                   ngx_sprintf(p + 3 * NGX_INT_T_LEN, "%ui", rs->nnew)
+                   - p - 3 * NGX_INT_T_LEN) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -3039,6 +3046,20 @@ ngx_http_actingweb_outbox_retry(ngx_event_t *ev)
     sd->queued = 1;
 
     ngx_http_actingweb_outbox_pump(sd->outbox);
+}
+
+
+/*
+ * A claim's lease: a run holds it for three Redis commands (claim, store,
+ * release), each bounded by actingweb_redis_timeout; a worker that died
+ * holding it delays the actor's callbacks by that much.  The store checks
+ * what the run read, so a lease that ran out mid-run sends nothing twice.
+ */
+
+static ngx_msec_t
+ngx_http_actingweb_outbox_lease(ngx_http_actingweb_outbox_t *ob)
+{
+    return ngx_max(5 * ob->amcf->redis_timeout, 2000);
 }
 
 

@@ -677,28 +677,30 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * A run's new diffs, for all subscriptions at once: each one's are
      * numbered on from the sequence the run saw, its cursor moves and
      * "notified" says the run has seen them; only if no poll moved the
-     * subscription meanwhile.  KEYS: subs, diffs; ARGV per subscription:
-     * id, cursor seen, sequence seen, new cursor, notified before the
-     * new diffs, how many, diff 1, diff 2, ...
+     * subscription, or another run, meanwhile.  KEYS: subs, diffs; ARGV
+     * per subscription: id, cursor seen, sequence seen, new cursor,
+     * notified before the new diffs, notified seen, how many, diff 1, ...
      * returns per subscription 0: gone, -1: moved meanwhile, 1: stored
      */
     { "cb_store",
       "local out, i = {}, 1\n"
       "while i <= #ARGV do\n"
-      "  local n = tonumber(ARGV[i + 5])\n"
+      "  local n = tonumber(ARGV[i + 6])\n"
       "  local s = redis.call('HGET', KEYS[1], ARGV[i])\n"
       "  if not s then\n"
       "    out[#out + 1] = 0\n"
       "  else\n"
       "    local rec = cjson.decode(s)\n"
       "    if rec.cursor ~= ARGV[i + 1]\n"
-      "       or rec.sequence ~= tonumber(ARGV[i + 2]) then\n"
+      "       or rec.sequence ~= tonumber(ARGV[i + 2])\n"
+      "       or (rec.notified or rec.sequence) ~= tonumber(ARGV[i + 5])\n"
+      "    then\n"
       "      out[#out + 1] = -1\n"
       "    else\n"
       "      for j = 1, n do\n"
       "        redis.call('HSET', KEYS[2],\n"
       "                   ARGV[i] .. ':' .. (rec.sequence + j),\n"
-      "                   ARGV[i + 5 + j])\n"
+      "                   ARGV[i + 6 + j])\n"
       "      end\n"
       "      rec.sequence = rec.sequence + n\n"
       "      rec.cursor = ARGV[i + 3]\n"
@@ -707,7 +709,7 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "      out[#out + 1] = 1\n"
       "    end\n"
       "  end\n"
-      "  i = i + 6 + n\n"
+      "  i = i + 7 + n\n"
       "end\n"
       "return out\n",
       "" },

@@ -239,3 +239,39 @@ Authorization: Bearer {{s}}
 [error]
 [alert]
 [crit]
+
+
+
+=== TEST 7: a claim lease held by another live worker holds the actor's callbacks; once it has expired (its worker died), the next write's claim takes it over and both changes go
+--- init
+my $aid = main::captured("a");
+my $k = "$ENV{TEST_NGINX_REDIS_PREFIX}:{$aid}:actor";
+my $h = { Authorization => main::basic_auth('alice', 'pa'),
+          'Content-Type' => 'application/json' };
+my $put = sub {
+    my $res = HTTP::Tiny->new->request('PUT',
+        "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/a/$aid/properties/v",
+        { headers => $h, content => $_[0] });
+    Test::More::is($res->{status}, 204, "PUT $_[0]");
+};
+main::redis_cmd('HSET', $k, 'cblease',
+                'someone ' . int((time + 600) * 1000));
+$put->(81);
+select undef, undef, undef, 1;
+Test::More::is(scalar(my @l = main::callbacks(81)), 80, 'held by the lease');
+main::redis_cmd('HSET', $k, 'cblease', 'someone ' . int((time - 1) * 1000));
+$put->(82);
+my @seq = sort { $a <=> $b }
+          map { /"sequence":(\d+)/ ? $1 : 0 } main::callbacks(82);
+Test::More::is_deeply([ @seq[80, 81] ], [81, 82], 'both, once');
+Test::More::is(scalar @seq, 82, 'nothing twice');
+--- request
+GET /a/{{a}}/subscriptions/{{b}}/{{sub}}
+--- more_headers
+Authorization: Bearer {{s}}
+--- response_body_json
+{"...": 1, "sequence": 82, "data": []}
+--- no_error_log
+[error]
+[alert]
+[crit]
