@@ -28,7 +28,9 @@
 #   PORT=8080                        `run`: listen port
 #   TEST_NGINX_BINARY=/usr/sbin/nginx, TEST_NGINX_EVENT_TYPE=poll,
 #   TEST_NGINX_USE_VALGRIND=1        nginx under memcheck: an error or a
-#                                    definite leak fails the block
+#                                    definite leak fails the block (the
+#                                    client timeout TEST_NGINX_TIMEOUT is
+#                                    then 15 s unless set)
 #   TEST_NGINX_SANITIZE=1            `test`: nginx and the module built with
 #                                    ASan and UBSan; any report fails the run
 #   DEBCHECK_MIRROR=http://...       `deb-check`: Debian mirror for debootstrap
@@ -387,6 +389,9 @@ cmd_test() {
         export TEST_NGINX_USE_VALGRIND="--tool=memcheck --leak-check=full \
 --show-leak-kinds=definite --errors-for-leak-kinds=definite \
 --trace-children=yes"
+        # nginx runs 10-50 times slower there (PBKDF2 in the creator
+        # checks): the client waits longer unless told otherwise
+        export TEST_NGINX_TIMEOUT=${TEST_NGINX_TIMEOUT:-15}
     fi
 
     local inc=(-I"$ROOT/t/lib")
