@@ -1499,13 +1499,18 @@ ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
         if (rs->trimmed) {
             /* the cursor was trimmed away: events were lost, start over */
 
-            if (cl->newest.len == 0) {
+            if (cl->newest.len == 0 || pending >= alcf->change_log) {
+                /*
+                 * full: the cursor stays where it was lost, so the resync
+                 * is made once the subscriber clears some (moved now, the
+                 * lost events would leave no trace)
+                 */
                 continue;
             }
 
             rs->newcursor = cl->newest;
 
-            if (pending >= alcf->change_log || rs->lastresync) {
+            if (rs->lastresync) {
                 /* one resync waiting uncleared says it already */
                 continue;
             }
