@@ -189,3 +189,42 @@ Authorization: Bearer {{sf}}
 [alert]
 [crit]
 
+
+
+=== TEST 7: R subscribes high to everything of A and of C
+--- request eval
+["POST /a/{{a}}/subscriptions/{{r}}\n{\"target\": \"properties\", \"granularity\": \"high\"}",
+ "POST /a/{{c}}/subscriptions/{{r}}\n{\"target\": \"properties\", \"granularity\": \"high\"}"]
+--- more_headers eval
+["Authorization: Bearer {{sra}}", "Authorization: Bearer {{src}}"]
+--- error_code eval
+[201, 201]
+
+
+
+=== TEST 8: R's 503 with Retry-After: 60 for A's callback opens its circuit; C's callback to R, in the same worker, waits too (not closed by C's claim, which has no record of R)
+--- init
+Test::More::is(main::put('a', 'y', 1), 204, 'PUT y on A');
+Test::More::is(scalar main::callbacks(1), 1, "A's callback went");
+for (1 .. 100) {
+    last if main::status('outbox_depth') == 0;
+    select undef, undef, undef, 0.1;
+}
+Test::More::is(main::put('c', 'y', 1), 204, 'PUT y on C');
+for (1 .. 100) {
+    last if main::status('callbacks_failed') >= 2;
+    select undef, undef, undef, 0.1;
+}
+select undef, undef, undef, 0.5;
+my @l = main::callbacks(2, 5);
+Test::More::is(scalar @l, 1, 'R was called once') or Test::More::diag(join "\n", @l);
+--- request
+GET /status
+--- response_body_like eval
+qr/"circuits_open":1,/
+--- error_log eval
+["actingweb: callbacks to peer {{r}}: circuit open for 60000 ms after 1 failures"]
+--- no_error_log
+[error]
+[alert]
+[crit]
