@@ -1004,7 +1004,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     r = cl->request;
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     p = ngx_pnalloc(r->pool, member->len);
-    a = ngx_http_actingweb_redis_args(r, 14);
+    a = ngx_http_actingweb_redis_args(r, 15);
 
     if (p == NULL || a == NULL) {
         goto failed;
@@ -1030,7 +1030,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     cl->member.len = member->len;
     ngx_memcpy(p, member->data, member->len);
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 5);
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 6);
     if (p == NULL) {
         goto failed;
     }
@@ -1072,7 +1072,12 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
            != NGX_OK
         || ngx_http_actingweb_redis_arg(a,
                (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS,
-               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS) - 1) != NGX_OK)
+               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS) - 1) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p + 5 * NGX_INT_T_LEN,
+               ngx_sprintf(p + 5 * NGX_INT_T_LEN, "%uz",
+                           (size_t) NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET)
+               - p - 5 * NGX_INT_T_LEN)
+           != NGX_OK)
     {
         goto failed;
     }
@@ -1547,6 +1552,12 @@ ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
         }
 
         for (k++; k < cl->nevents && pending < alcf->change_log; k++) {
+            if (budget > NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET) {
+                /* large values: the rest of the page is the next run's */
+                cl->more = 1;
+                break;
+            }
+
             switch (ngx_http_actingweb_outbox_diff(r, rs, k)) {
 
             case NGX_OK:

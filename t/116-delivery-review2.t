@@ -56,6 +56,11 @@ CONF
         actingweb_peer_allow 127.0.0.1;
         actingweb_change_log 3;
     }
+    location /p/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/p;
+        actingweb_peer_allow 127.0.0.1;
+    }
     location = /status { actingweb_status; }
     location /tob/ {
         proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT/;
@@ -224,6 +229,78 @@ GET /status
 qr/"circuits_open":1,/
 --- error_log eval
 ["actingweb: callbacks to peer {{r}}: circuit open for 60000 ms after 1 failures"]
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 9: P (publisher, the default change log)
+--- request
+POST /p/
+{"creator": "alice", "passphrase": "pa"}
+--- more_headers
+--- error_code: 201
+--- capture
+p = json:id
+
+
+
+=== TEST 10: trust P-F, F subscribes to x
+--- request eval
+["POST /p/{{p}}/trust\n{\"url\": \"http://127.0.0.1:{{env:TEST_NGINX_B_PORT}}/f/{{f}}\", \"relationship\": \"friend\"}"]
+--- error_code eval
+[201]
+--- capture eval
+["sfp = json:secret"]
+
+
+
+=== TEST 11: F subscribes to x of P
+--- request
+POST /p/{{p}}/subscriptions/{{f}}
+{"target": "properties", "subtarget": "x", "granularity": "high"}
+--- more_headers
+Authorization: Bearer {{sfp}}
+--- error_code: 201
+--- capture
+subfp = json:subscriptionid
+
+
+
+=== TEST 12: a backlog of 60 changes of 900 KB: a run makes about its budget (2 MB) of diffs, not all 54 MB (the worker's peak memory grows by less than 40 MB)
+--- init
+my $p = main::captured('p');
+my $big = '"' . ('v' x (900 * 1024)) . '"';
+main::redis_cmd('XADD', "$ENV{TEST_NGINX_REDIS_PREFIX}:{$p}:changes", '*',
+                'path', '["x"]', 'op', 'set', 'value', $big) for 1 .. 60;
+sub hwm {
+    open my $fh, '<', 't/servroot/logs/nginx.pid' or return -1;
+    my $pid = <$fh>;
+    chomp $pid;
+    open my $st, '<', "/proc/$pid/status" or return -1;
+    for (<$st>) { return $1 if /^VmHWM:\s+(\d+)/ }
+    return -1;
+}
+my $before = hwm();
+my $port = main::wait_for_server();
+HTTP::Tiny->new->request('PUT', "http://127.0.0.1:$port/p/$p/properties/x",
+    { headers => { Authorization => main::basic_auth('alice', 'pa'),
+                   'Content-Type' => 'application/json' }, content => '1' });
+for (1 .. 300) {
+    last if main::status('callbacks_failed') >= 3 + 2 + 61
+            && main::status('outbox_depth') == 0;
+    select undef, undef, undef, 0.1;
+}
+my $after = hwm();
+Test::More::cmp_ok($after - $before, '<', 40 * 1024,
+                   "peak memory: $before kB, then $after kB");
+--- request
+GET /p/{{p}}/subscriptions/{{f}}/{{subfp}}
+--- more_headers
+Authorization: Bearer {{sfp}}
+--- response_body_like: "sequence":61,
 --- no_error_log
 [error]
 [alert]
