@@ -86,6 +86,8 @@ typedef struct {
     ngx_uint_t                       inrun;      /* sends in a dedup */
     ngx_msec_t                       until;      /* open until */
     ngx_msec_t                       tags_until; /* known until */
+    /* the actor whose circuits record opened it (claims of others: none) */
+    u_char                           by[NGX_HTTP_ACTINGWEB_ID_LEN];
     u_char                          *trust_text; /* the cache is of */
     size_t                           trust_len;
     cJSON                           *trust;      /* parsed, secret open */
@@ -319,7 +321,7 @@ static ngx_http_actingweb_peer_state_t *ngx_http_actingweb_outbox_peer(
 static void ngx_http_actingweb_outbox_state(ngx_http_actingweb_outbox_t *ob,
     ngx_http_actingweb_peer_state_t *ps, ngx_uint_t state);
 static void ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
-    ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now);
+    ngx_str_t *actor, ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now);
 static ngx_msec_t ngx_http_actingweb_outbox_now(void);
 static void ngx_http_actingweb_outbox_circuit(ngx_http_actingweb_sends_t *sd,
     ngx_msec_t until);
@@ -1002,7 +1004,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     r = cl->request;
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_actingweb_module);
     p = ngx_pnalloc(r->pool, member->len);
-    a = ngx_http_actingweb_redis_args(r, 14);
+    a = ngx_http_actingweb_redis_args(r, 15);
 
     if (p == NULL || a == NULL) {
         goto failed;
@@ -1028,7 +1030,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     cl->member.len = member->len;
     ngx_memcpy(p, member->data, member->len);
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 5);
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN * 6);
     if (p == NULL) {
         goto failed;
     }
@@ -1070,7 +1072,12 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
            != NGX_OK
         || ngx_http_actingweb_redis_arg(a,
                (u_char *) NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS,
-               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS) - 1) != NGX_OK)
+               sizeof(NGX_HTTP_ACTINGWEB_OUTBOX_DIFFS) - 1) != NGX_OK
+        || ngx_http_actingweb_redis_arg(a, p + 5 * NGX_INT_T_LEN,
+               ngx_sprintf(p + 5 * NGX_INT_T_LEN, "%uz",
+                           (size_t) NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET)
+               - p - 5 * NGX_INT_T_LEN)
+           != NGX_OK)
     {
         goto failed;
     }
@@ -1176,8 +1183,8 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
             continue;
         }
 
-        ngx_http_actingweb_outbox_shared(cl->outbox, &rs->peer, &circuit,
-                                         now);
+        ngx_http_actingweb_outbox_shared(cl->outbox, &cl->ctx.actor_id,
+                                         &rs->peer, &circuit, now);
     }
 
     if (ngx_http_actingweb_outbox_make(r) != NGX_OK
@@ -1499,13 +1506,18 @@ ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
         if (rs->trimmed) {
             /* the cursor was trimmed away: events were lost, start over */
 
-            if (cl->newest.len == 0) {
+            if (cl->newest.len == 0 || pending >= alcf->change_log) {
+                /*
+                 * full: the cursor stays where it was lost, so the resync
+                 * is made once the subscriber clears some (moved now, the
+                 * lost events would leave no trace)
+                 */
                 continue;
             }
 
             rs->newcursor = cl->newest;
 
-            if (pending >= alcf->change_log || rs->lastresync) {
+            if (rs->lastresync) {
                 /* one resync waiting uncleared says it already */
                 continue;
             }
@@ -1540,6 +1552,12 @@ ngx_http_actingweb_outbox_make(ngx_http_request_t *r)
         }
 
         for (k++; k < cl->nevents && pending < alcf->change_log; k++) {
+            if (budget > NGX_HTTP_ACTINGWEB_OUTBOX_BUDGET) {
+                /* large values: the rest of the page is the next run's */
+                cl->more = 1;
+                break;
+            }
+
             switch (ngx_http_actingweb_outbox_diff(r, rs, k)) {
 
             case NGX_OK:
@@ -2649,14 +2667,14 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
 
 
 /*
- * What the claim read of a peer's circuit in Redis (another worker or
- * instance may have opened it): "" closed, "<ms>" open until then,
- * "probe" this worker probes it.
+ * What the claim of an actor read of a peer's circuit in Redis (another
+ * worker or instance may have opened it): "" closed, "<ms>" open until
+ * then, "probe" this worker probes it.
  */
 
 static void
 ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
-    ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now)
+    ngx_str_t *actor, ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now)
 {
     ngx_int_t                         until;
     ngx_http_actingweb_peer_state_t  *ps;
@@ -2667,8 +2685,14 @@ ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
     }
 
     if (circuit->len == 0) {
-        if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED) {
-            /* another worker's probe closed it */
+        if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_OPENED
+            && actor->len == NGX_HTTP_ACTINGWEB_ID_LEN
+            && ngx_memcmp(ps->by, actor->data, actor->len) == 0)
+        {
+            /*
+             * another worker's probe closed it (only the actor whose
+             * record opened it says so: the others have none)
+             */
             ngx_http_actingweb_outbox_state(ob, ps,
                                         NGX_HTTP_ACTINGWEB_BREAKER_CLOSED);
             ps->fails = 0;
@@ -2684,6 +2708,8 @@ ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
         ngx_http_actingweb_outbox_state(ob, ps,
                                         NGX_HTTP_ACTINGWEB_BREAKER_OPENED);
         ps->until = ngx_current_msec;
+        ngx_memcpy(ps->by, actor->data,
+                   ngx_min(actor->len, NGX_HTTP_ACTINGWEB_ID_LEN));
         return;
     }
 
@@ -2702,6 +2728,8 @@ ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
 
     ngx_http_actingweb_outbox_state(ob, ps, NGX_HTTP_ACTINGWEB_BREAKER_OPENED);
     ps->until = ngx_current_msec + ((ngx_msec_t) until - now);
+    ngx_memcpy(ps->by, actor->data,
+               ngx_min(actor->len, NGX_HTTP_ACTINGWEB_ID_LEN));
 }
 
 
@@ -2947,6 +2975,7 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
     ngx_http_actingweb_sends_t *sd = data;
 
     ngx_int_t                         n;
+    ngx_str_t                         id;
     ngx_msec_t                        wait;
     ngx_uint_t                        ok;
     ngx_http_actingweb_outbox_t      *ob;
@@ -2985,6 +3014,13 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
     }
 
     wait = ngx_http_actingweb_outbox_breaker(ob, sd->peer, ok, wait);
+
+    if (wait && !ok) {
+        /* recorded in this actor's circuits: its claims may close it */
+        ngx_http_actingweb_outbox_id(&sd->member, &id);
+        ngx_memcpy(sd->peer->by, id.data,
+                   ngx_min(id.len, NGX_HTTP_ACTINGWEB_ID_LEN));
+    }
 
     if (wait && !ngx_exiting && !ngx_terminate && !ngx_quit) {
         /* for the other workers and instances: open until, or closed */

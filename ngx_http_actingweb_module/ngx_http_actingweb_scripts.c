@@ -555,7 +555,8 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
      * KEYS: actor, subs, circuits, trust, changes, diffs; ARGV: owner,
      * now (ms), lease (ms), probe lease (ms), events, unsent per
      * subscription, change log, diffs per run (the events read are fewer
-     * when many subscriptions share them: a run's work is bounded)
+     * when many subscriptions share them: a run's work is bounded), bytes
+     * of events per run (at least one event after the cursor's)
      * returns nil: nothing pending, 0: leased by a live owner, or
      * {pending event id, {event...} (at most count), newest event id or
      * false, {id, peer
@@ -669,6 +670,15 @@ ngx_http_actingweb_script_t  ngx_http_actingweb_scripts[] = {
       "local ev = {}\n"
       "if from then\n"
       "  ev = redis.call('XRANGE', KEYS[5], from, '+', 'COUNT', count)\n"
+      "  local size = 0\n"
+      "  for i, e in ipairs(ev) do\n"
+      "    for _, f in ipairs(e[2]) do size = size + #f end\n"
+      "    if size > tonumber(ARGV[9]) and i > 2 then\n"
+      "      for j = #ev, i, -1 do ev[j] = nil end\n"
+      "      count = #ev\n"
+      "      break\n"
+      "    end\n"
+      "  end\n"
       "end\n"
       "return {p, ev, last and last[1] or false, subs, count}\n",
       "" },

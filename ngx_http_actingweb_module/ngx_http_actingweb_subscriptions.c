@@ -838,9 +838,11 @@ ngx_http_actingweb_sub_materialize(ngx_http_request_t *r, redisReply *reply)
 
     cursor = NULL;
 
-    if (newest->type == REDIS_REPLY_STRING
-        && (pending >= alcf->change_log
-            || ngx_http_actingweb_sub_last_resync(st->data)))
+    if (newest->type == REDIS_REPLY_STRING && pending >= alcf->change_log) {
+        /* full: the cursor stays lost, for a resync once some are cleared */
+
+    } else if (newest->type == REDIS_REPLY_STRING
+               && ngx_http_actingweb_sub_last_resync(st->data))
     {
         /* lost again: one resync waiting uncleared says it already */
         cursor = newest;
