@@ -60,6 +60,10 @@ typedef struct {
 
 static curl_socket_t ngx_http_actingweb_curl_open(void *data,
     curlsocktype purpose, struct curl_sockaddr *address);
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+static int ngx_http_actingweb_curl_prereq(void *data, char *primary,
+    char *local, int primary_port, int local_port);
+#endif
 static int ngx_http_actingweb_curl_socket(CURL *easy, curl_socket_t s,
     int what, void *userp, void *socketp);
 static int ngx_http_actingweb_curl_timer(CURLM *multi, long timeout_ms,
@@ -468,6 +472,13 @@ ngx_http_actingweb_curl_post(ngx_http_actingweb_main_conf_t *amcf,
         curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
                          ngx_http_actingweb_curl_open);
         curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, x);
+
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+        /* a connection from the cache was opened for another location */
+        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION,
+                         ngx_http_actingweb_curl_prereq);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, x);
+#endif
     }
 
     if (curl_multi_add_handle(cu->multi, easy) != CURLM_OK) {
@@ -679,6 +690,61 @@ ngx_http_actingweb_curl_open(void *data, curlsocktype purpose,
 
     return socket(address->family, address->socktype, address->protocol);
 }
+
+
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+
+/* before each request, on a new or a reused connection: the same rules */
+
+static int
+ngx_http_actingweb_curl_prereq(void *data, char *primary, char *local,
+    int primary_port, int local_port)
+{
+    ngx_http_actingweb_curl_xfer_t *x = data;
+
+    size_t                len;
+    struct sockaddr      *sa;
+    struct sockaddr_in    sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6   sin6;
+#endif
+
+    len = ngx_strlen(primary);
+    sa = NULL;
+
+    ngx_memzero(&sin, sizeof(struct sockaddr_in));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = ngx_inet_addr((u_char *) primary, len);
+
+    if (sin.sin_addr.s_addr != INADDR_NONE) {
+        sa = (struct sockaddr *) &sin;
+    }
+
+#if (NGX_HAVE_INET6)
+    ngx_memzero(&sin6, sizeof(struct sockaddr_in6));
+    sin6.sin6_family = AF_INET6;
+
+    if (sa == NULL
+        && ngx_inet6_addr((u_char *) primary, len, sin6.sin6_addr.s6_addr)
+           == NGX_OK)
+    {
+        sa = (struct sockaddr *) &sin6;
+    }
+#endif
+
+    if (sa && ngx_http_actingweb_peer_allowed(x->curl->amcf, x->policy, sa))
+    {
+        return CURL_PREREQFUNC_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, x->curl->log, 0,
+                  "actingweb: callback address %s refused by "
+                  "actingweb_peer_allow/deny", primary);
+
+    return CURL_PREREQFUNC_ABORT;
+}
+
+#endif
 
 
 /*

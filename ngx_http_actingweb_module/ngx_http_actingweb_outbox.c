@@ -248,6 +248,7 @@ struct ngx_http_actingweb_outbox_s {
     ngx_uint_t                       calls;      /* POSTs in flight */
     ngx_uint_t                       found;      /* by the last scan */
     ngx_uint_t                       scans;      /* replies awaited */
+    ngx_msec_t                       exit_at;    /* stop sending then */
     u_char                           owner[NGX_HTTP_ACTINGWEB_ID_LEN + 1];
 };
 
@@ -335,6 +336,8 @@ static ngx_int_t ngx_http_actingweb_outbox_tags(
 static void ngx_http_actingweb_outbox_tagged(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
+static void ngx_http_actingweb_outbox_exiting(
+    ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
 static void ngx_http_actingweb_outbox_retry(ngx_event_t *ev);
@@ -2763,6 +2766,10 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
 
     amcf = ob->amcf;
 
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_actingweb_outbox_exiting(ob);
+    }
+
     while (!ngx_queue_empty(&ob->ready)
            && ob->calls < amcf->callback_concurrency)
     {
@@ -2837,6 +2844,12 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         post.data = sd;
 
         if (ngx_http_actingweb_curl_post(amcf, &post) != NGX_OK) {
+            if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_PROBING) {
+                /* no probe went: the next callback to the peer probes */
+                ngx_http_actingweb_outbox_state(ob, ps,
+                                            NGX_HTTP_ACTINGWEB_BREAKER_OPENED);
+            }
+
             ngx_http_actingweb_metric_add(amcf,
                                           NGX_HTTP_ACTINGWEB_M_CALLBACK_FAILED,
                                           sd->n - sd->next);
@@ -2848,6 +2861,55 @@ ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob)
         }
 
         ob->calls++;
+    }
+}
+
+
+/*
+ * A graceful stop or reload: the old worker goes on sending the callbacks
+ * its runs made, for at most the callback timeout; then the rest are
+ * dropped (their diffs stay pollable), so that slow subscribers cannot
+ * hold the old worker for long.
+ */
+
+static void
+ngx_http_actingweb_outbox_exiting(ngx_http_actingweb_outbox_t *ob)
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_http_actingweb_sends_t  *sd;
+
+    if (ob->exit_at == 0) {
+        ob->exit_at = ngx_current_msec + ob->amcf->callback_timeout;
+        return;
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - ob->exit_at) < 0
+        && !ngx_terminate)
+    {
+        return;
+    }
+
+    n = 0;
+
+    while (!ngx_queue_empty(&ob->ready)) {
+        q = ngx_queue_head(&ob->ready);
+        sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, queue);
+
+        n += sd->n - sd->next;
+        ngx_http_actingweb_metric_add(ob->amcf,
+                                      NGX_HTTP_ACTINGWEB_M_CALLBACK_DROPPED,
+                                      sd->n - sd->next);
+        ngx_http_actingweb_metric_add(ob->amcf,
+                                      NGX_HTTP_ACTINGWEB_M_OUTBOX_DEPTH,
+                                      -(ngx_int_t) (sd->n - sd->next));
+        ngx_http_actingweb_outbox_sends_free(sd);
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ob->log, 0,
+                      "actingweb: exiting: %ui callbacks not sent (their "
+                      "diffs stay pollable)", n);
     }
 }
 

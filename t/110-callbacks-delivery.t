@@ -68,6 +68,12 @@ CONF
         actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/a;
         actingweb_peer_allow 127.0.0.1;
     }
+    # a second location (TEST 9-10)
+    location /c/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/c;
+        actingweb_peer_allow 127.0.0.1;
+    }
     location = /status { actingweb_status; }
     location /tob/ {
         proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT/;
@@ -92,6 +98,30 @@ sub callbacks {
         select undef, undef, undef, 0.1;
     }
     return @l;
+}
+
+# PUT <loc>/<actor of loc>/properties/<name> with a JSON value, as alice
+sub put {
+    my ($loc, $name, $value) = @_;
+    my $port = main::wait_for_server();
+    my $res = HTTP::Tiny->new->request('PUT',
+        "http://127.0.0.1:$port/$loc/" . main::captured($loc)
+        . "/properties/$name",
+        { headers => { Authorization => main::basic_auth('alice', 'pa'),
+                       'Content-Type' => 'application/json' },
+          content => $value });
+    Test::More::is($res->{status}, 204, "PUT $loc $name");
+}
+
+# until /status matches $re (10 s at most)
+sub status_until {
+    my ($re) = @_;
+    my $port = main::wait_for_server();
+    for (1 .. 100) {
+        last if HTTP::Tiny->new->get("http://127.0.0.1:$port/status")
+                    ->{content} =~ $re;
+        select undef, undef, undef, 0.1;
+    }
 }
 
 run_tests();
@@ -281,18 +311,8 @@ qr/"callbacks_sent":1,/
     }
     location = /status { actingweb_status; }
 --- init
-my $port = main::wait_for_server();
-my $res = HTTP::Tiny->new->request('PUT',
-    "http://127.0.0.1:$port/a/" . main::captured('a') . '/properties/z',
-    { headers => { Authorization => main::basic_auth('alice', 'pa'),
-                   'Content-Type' => 'application/json' },
-      content => '9' });
-Test::More::is($res->{status}, 204, 'PUT');
-for (1 .. 100) {
-    last if HTTP::Tiny->new->get("http://127.0.0.1:$port/status")->{content}
-            =~ /"callbacks_failed":[1-9]/;
-    select undef, undef, undef, 0.1;
-}
+main::put('a', 'z', '9');
+main::status_until(qr/"callbacks_failed":[1-9]/);
 select undef, undef, undef, 0.3;
 my @l = main::callbacks(8);
 Test::More::is(scalar @l, 7, 'nothing reached B');
@@ -300,6 +320,85 @@ Test::More::is(scalar @l, 7, 'nothing reached B');
 GET /status
 --- response_body_like eval
 qr/"callbacks_sent":0,"callbacks_failed":[1-9]/
+--- error_log
+actingweb: callback address 127.0.0.1 refused by actingweb_peer_allow/deny
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 9: a second location /c/ (allowed for now): its actor C
+--- request
+POST /c/
+{"creator": "alice", "passphrase": "pa"}
+--- more_headers
+--- error_code: 201
+--- capture
+c = json:id
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 9b: C trusts B
+--- request
+POST /c/{{c}}/trust
+{"url": "http://127.0.0.1:{{env:TEST_NGINX_B_PORT}}/b/{{b}}", "relationship": "friend"}
+--- error_code: 201
+--- capture
+sc = json:secret
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 9c: B subscribes to C's properties
+--- request
+POST /c/{{c}}/subscriptions/{{b}}
+{"target": "properties", "granularity": "high"}
+--- more_headers
+Authorization: Bearer {{sc}}
+--- error_code: 201
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 10: /c/ without the allow line: C's callback may not ride on the connection A's callback opened to the same address (checked before each request, not only at connect)
+--- config
+    location /a/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:$TEST_NGINX_SERVER_PORT/a;
+        actingweb_peer_allow 127.0.0.1;
+    }
+    location /c/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:$TEST_NGINX_SERVER_PORT/c;
+    }
+    location = /status { actingweb_status; }
+--- init
+# failed: C's refused callback, and F's (its circuit is open since TEST 4,
+# or its probe fails)
+main::put('a', 'z', '10');
+main::callbacks(8);
+main::put('c', 'z', '11');
+main::status_until(qr/"callbacks_sent":1,"callbacks_failed":2,/);
+select undef, undef, undef, 0.3;
+my @l = main::callbacks(9);
+Test::More::is(scalar @l, 8, "A's callback only");
+Test::More::like($l[-1], qr{"data":\{"z":10\}}, "A's");
+--- request
+GET /status
+--- response_body_like eval
+qr/"callbacks_sent":1,"callbacks_failed":2,/
 --- error_log
 actingweb: callback address 127.0.0.1 refused by actingweb_peer_allow/deny
 --- no_error_log

@@ -147,6 +147,7 @@ sub status_like {
 
 sub put {
     my ($n) = @_;
+    main::wait_for_server();
     my $res = HTTP::Tiny->new->request('PUT',
         "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/a/"
         . main::captured('a') . "/properties/v",

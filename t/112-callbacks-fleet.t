@@ -10,16 +10,25 @@ use lib 't/lib';
 use ActingWeb::Test;
 
 use HTTP::Tiny ();
+use IO::Socket::INET ();
 
 $ENV{TEST_NGINX_B_PORT} ||= free_port();
 $ENV{TEST_NGINX_A2_PORT} ||= free_port();
 $ENV{TEST_NGINX_CBLOG} ||= "/tmp/aw112-$$.log";
+$ENV{TEST_NGINX_B_SLOW} ||= "/tmp/aw112-$$.slow";
+unlink $ENV{TEST_NGINX_B_SLOW};
+
+# a port that takes connections and never answers: B's slow sink (TEST 8)
+our $Silent = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
+                                    LocalPort => 0, ReuseAddr => 1)
+    or die "silent listen: $!";
+$ENV{TEST_NGINX_SILENT_PORT} = $Silent->sockport;
 our $Dir = "/tmp/aw112-$$";
 unlink $ENV{TEST_NGINX_CBLOG};
 
 END {
     main::stop_second();
-    unlink $ENV{TEST_NGINX_CBLOG};
+    unlink $ENV{TEST_NGINX_CBLOG}, $ENV{TEST_NGINX_B_SLOW};
     system 'rm', '-rf', $Dir if -d $Dir;
 }
 
@@ -33,10 +42,22 @@ block_defaults(
         location ~ ^/b/[0-9a-f]+/callbacks/ {
             access_log \$TEST_NGINX_CBLOG cb112;
             client_body_buffer_size 64k;
+            # TEST 8: each callback takes 500 ms
+            if (-f \$TEST_NGINX_B_SLOW) {
+                rewrite ^ /slow break;
+            }
             rewrite ^ /sink break;
             proxy_pass http://127.0.0.1:\$TEST_NGINX_B_PORT;
         }
         location = /sink { access_log off; return 204; }
+        location = /slow {
+            access_log off;
+            proxy_pass http://127.0.0.1:\$TEST_NGINX_SILENT_PORT;
+            proxy_read_timeout 500ms;
+            error_page 504 = \@ok;
+            error_log /dev/null crit;
+        }
+        location \@ok { return 204; }
         # the sink logs bodies: no callbackcompression, plain ones
         location ~ ^/b/[0-9a-f]+/meta/actingweb/supported\$ {
             return 200 "subscriptions,trust";
@@ -67,7 +88,10 @@ CONF
 
 # instance 2: the same /a/ location and public URL, its own port
 sub start_second {
+    my ($extra) = @_;
+    $extra //= '';
     start_instance($Dir, $ENV{TEST_NGINX_A2_PORT}, <<"CONF");
+$extra
     server {
         listen 127.0.0.1:$ENV{TEST_NGINX_A2_PORT};
         location /a/ {
@@ -149,6 +173,7 @@ sub = json:subscriptionid
 
 === TEST 4: 20 writes, to instance 1 and 2 in turn: 20 callbacks, each sequence once
 --- init
+main::wait_for_server();
 main::start_second();
 my $aid = main::captured("a");
 my $h = { Authorization => main::basic_auth('alice', 'pa'),
@@ -203,6 +228,7 @@ GET /status
 
 === TEST 6: reloads of instance 2 while it delivers (its old worker finishes the calls in flight, the new one takes the rest): each callback still arrives once
 --- init
+main::wait_for_server();
 main::start_second();
 my $aid = main::captured("a");
 my $h = { Authorization => main::basic_auth('alice', 'pa'),
@@ -244,6 +270,7 @@ Authorization: Bearer {{s}}
 
 === TEST 7: a claim lease held by another live worker holds the actor's callbacks; once it has expired (its worker died), the next write's claim takes it over and both changes go
 --- init
+main::wait_for_server();
 my $aid = main::captured("a");
 my $k = "$ENV{TEST_NGINX_REDIS_PREFIX}:{$aid}:actor";
 my $h = { Authorization => main::basic_auth('alice', 'pa'),
@@ -271,6 +298,46 @@ GET /a/{{a}}/subscriptions/{{b}}/{{sub}}
 Authorization: Bearer {{s}}
 --- response_body_json
 {"...": 1, "sequence": 82, "data": []}
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 8: a graceful stop while a slow subscriber has callbacks queued: the old worker sends for at most the callback timeout, then drops the rest (they stay pollable), and exits
+--- init
+main::wait_for_server();
+main::start_second("    actingweb_callback_concurrency 1;\n"
+                   . "    actingweb_callback_timeout 2s;");
+open my $slow, '>', $ENV{TEST_NGINX_B_SLOW} or die $!;
+close $slow;
+my $aid = main::captured("a");
+my $h = { Authorization => main::basic_auth('alice', 'pa'),
+          'Content-Type' => 'application/json' };
+for my $i (83 .. 92) {
+    my $res = HTTP::Tiny->new->request('PUT',
+        "http://127.0.0.1:$ENV{TEST_NGINX_A2_PORT}/a/$aid/properties/v",
+        { headers => $h, content => $i });
+    Test::More::is($res->{status}, 204, "PUT $i");
+}
+select undef, undef, undef, 0.3;
+open my $fh, '<', "$main::Dir/nginx.pid" or die $!;
+my $pid = <$fh>;
+chomp $pid;
+main::stop_second();
+Test::More::ok(!kill(0, $pid), 'instance 2 exited');
+unlink $ENV{TEST_NGINX_B_SLOW};
+my $log = do { local (@ARGV, $/) = "$main::Dir/logs/error.log"; <> } // '';
+Test::More::like($log, qr/actingweb: exiting: \d+ callbacks not sent/,
+                 'the rest dropped') or Test::More::diag($log);
+Test::More::unlike($log, qr/\[(error|alert|crit|emerg)\]/, 'instance 2 log');
+--- request
+GET /a/{{a}}/subscriptions/{{b}}/{{sub}}
+--- more_headers
+Authorization: Bearer {{s}}
+--- response_body_like eval
+qr/"sequence":92,.*"data":\[\{"sequence":(8[3-9]|9[0-2]),/
 --- no_error_log
 [error]
 [alert]
