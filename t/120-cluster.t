@@ -6,10 +6,10 @@
 # left in the index found by the scan, and delivery waiting out TRYAGAIN
 # (the publisher's slot migrating) and CLUSTERDOWN (its slot unassigned);
 # a slot migrated by hand (ASK while it migrates, MOVED after);
-# redis-cli --cluster reshard under load; a
-# primary killed: its shard answers 503 JSON, the others keep serving,
-# and after the replica's promotion the module follows and the data
-# written before is there.
+# redis-cli --cluster reshard under load; a primary killed: its shard
+# answers 503 JSON, the others keep serving (and delivering the callbacks
+# of their writes), and after the replica's promotion the module follows
+# and the data written before is there.
 
 use strict;
 use warnings;
@@ -411,10 +411,12 @@ sub each_once {
                           "sequences 1 to $n, each once");
 }
 
-# {{s0}}'s callback of a sequence to {{b}}, with that diff
+# {{s0}}'s callback of a sequence to {{b}}, with that diff (or another
+# publisher's: the names of its id, b, its subscription and secret)
 sub callback_re {
-    my ($seq, $data) = @_;
-    my ($s0, $b, $sub, $secret) = map { captured($_) } qw(s0 b bsub bs);
+    my ($seq, $data, @names) = @_;
+    my ($s0, $b, $sub, $secret) = map { captured($_) }
+                                  @names ? @names : qw(s0 b bsub bs);
     return qr{^/b/$b/callbacks/subscriptions/$s0/$sub\|Bearer[ ]$secret\|
               \{"id":"$s0","subscriptionid":"$sub","target":"properties",
               "sequence":$seq,"timestamp":"[^"]+Z","granularity":"high",
@@ -467,9 +469,10 @@ sub wait_cleared {
 }
 
 sub put_s0 {
-    my ($name, $value) = @_;
-    my $res = $Http->put(url(captured('s0') . "/properties/$name"),
-                         { headers => auth(captured('s0c')),
+    my ($name, $value, $actor) = @_;
+    $actor //= 's0';
+    my $res = $Http->put(url(captured($actor) . "/properties/$name"),
+                         { headers => auth(captured("${actor}c")),
                            content => $value });
     Test::More::is($res->{status}, 204, "PUT $name")
         or Test::More::diag($res->{content});
@@ -805,9 +808,47 @@ Authorization: {{basic:{{rc}}:pw}}
 
 
 
-=== TEST 11: a primary killed: its shard 503 JSON, the others serve
+=== TEST 10b: b trusts up too (up: on another shard than s1's)
+--- request
+POST /a/{{up}}/trust
+{"url": "http://127.0.0.1:{{env:TEST_NGINX_SERVER_PORT}}/b/{{b}}", "relationship": "friend"}
+--- more_headers
+Authorization: {{basic:{{upc}}:pw}}
+--- error_code: 201
+--- response_body_json
+{"...": 1, "peerid": "{{b}}", "approved": true, "peer_approved": true}
+--- capture
+ubs = json:secret
+
+
+
+=== TEST 10c: ... and subscribes high at up
+--- request
+POST /a/{{up}}/subscriptions/{{b}}
+{"target": "properties", "granularity": "high"}
+--- more_headers
+Authorization: Bearer {{ubs}}
+--- error_code: 201
+--- response_body_json
+{"...": 1, "subscriptionid": "~^[0-9a-f]+$", "granularity": "high"}
+--- capture
+ubsub = json:subscriptionid
+
+
+
+=== TEST 11: a primary killed: its shard 503 JSON, the others serve; a write's own worker delivers its callbacks meanwhile
 --- init
 main::kill_primary();
+my $t0 = Time::HiRes::time();
+# the scan waits until every slot has a primary again; the writing
+# worker claims and delivers at once on a shard that is up
+main::put_s0('cb', '1', 'up');
+my @l = main::callbacks(9);
+Test::More::diag(sprintf "a callback on a live shard %.2f s after the "
+                 . "kill of another", Time::HiRes::time() - $t0);
+Test::More::is(scalar @l, 9, "up's callback went during the failover");
+Test::More::like($l[-1], main::callback_re(1, '{"cb":1}',
+                                           qw(up b ubsub ubs)), 'as 1');
 --- request eval
 ["GET /a/{{s1}}/properties/greeting", "GET /a/{{up}}/properties",
  "PUT /a/{{up}}/properties/x\n1", "GET /a/{{s1}}/properties"]
@@ -818,7 +859,7 @@ main::kill_primary();
 [503, 200, 204, 503]
 --- response_body_like eval
 ['^\\{"error":\\{"code":503,"message":"storage unavailable',
- '^\\{\\}$', '^$',
+ '^\\{"cb":1\\}$', '^$',
  '^\\{"error":\\{"code":503,"message":"storage unavailable']
 --- no_error_log
 [alert]
@@ -829,6 +870,8 @@ main::kill_primary();
 === TEST 12: the replica promoted: followed, the data written before is there
 --- init
 main::wait_failover();
+my $sub = main::captured('ubsub');
+main::each_once(2, grep { m{/$sub\|} } main::callbacks(10));
 --- request eval
 ["GET /a/{{s1}}/properties/greeting", "PUT /a/{{s1}}/properties/greeting\nafter"]
 --- more_headers
