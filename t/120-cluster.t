@@ -1,11 +1,15 @@
 # Redis Cluster (actingweb_redis_cluster): a local cluster of 3 primaries
 # and 3 replicas (t/lib/redis-cluster.sh) in a directory of its own.
 # Actors on every shard, properties, trust and a subscription between
-# actors on different shards; a slot migrated by hand (ASK while it
-# migrates, MOVED after); redis-cli --cluster reshard under load; a
-# primary killed: its shard answers 503 JSON, the others keep serving,
-# and after the replica's promotion the module follows and the data
-# written before is there.
+# actors on different shards; callbacks of a high subscription across
+# shards to a sink under /b/ that logs them (each sequence once), work
+# left in the index found by the scan, and delivery waiting out TRYAGAIN
+# (the publisher's slot migrating) and CLUSTERDOWN (its slot unassigned);
+# a slot migrated by hand (ASK while it migrates, MOVED after);
+# redis-cli --cluster reshard under load; a primary killed: its shard
+# answers 503 JSON, the others keep serving (and delivering the callbacks
+# of their writes), and after the replica's promotion the module follows
+# and the data written before is there.
 
 use strict;
 use warnings;
@@ -62,6 +66,8 @@ END {
 
 $ENV{TEST_NGINX_C1} = $Ports[0];
 $ENV{TEST_NGINX_C2} = $Ports[1];
+# what the callback sink under /b/ got, one line a callback
+$ENV{TEST_NGINX_CBLOG} = "$Dir/callbacks.log";
 
 # the seeds replace actingweb_redis; redis_cmd() is not used here
 $ActingWeb::Test::DefaultHttpConfig{actingweb_redis} = undef;
@@ -71,8 +77,24 @@ block_defaults(
     actingweb_redis_cluster 127.0.0.1:$TEST_NGINX_C1 127.0.0.1:$TEST_NGINX_C2;
     actingweb_redis_timeout 3s;
     actingweb_peer_timeout 5s;
+    log_format cb escape=none
+        '$request_uri|$http_authorization|$request_body';
 CONF
     config => <<'CONF',
+    # /b/'s actors subscribe; their callbacks go to a sink that logs them
+    location ~ ^/b/[0-9a-f]+/callbacks/ {
+        access_log $TEST_NGINX_CBLOG cb;
+        client_body_buffer_size 64k;
+        rewrite ^ /sink break;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+    location = /sink { access_log off; return 204; }
+    location /b/ {
+        actingweb;
+        actingweb_base_url http://127.0.0.1:$TEST_NGINX_SERVER_PORT/b;
+        actingweb_peer_allow 127.0.0.1;
+        actingweb_auto_approve friend;
+    }
     location /a/ {
         actingweb;
         actingweb_base_url http://127.0.0.1:$TEST_NGINX_SERVER_PORT/a;
@@ -88,6 +110,7 @@ CONF
         proxy_set_header Content-Type application/json;
         subrequest_output_buffer_size 64k;
     }
+    location = /status { actingweb_status; }
 CONF
 );
 
@@ -148,8 +171,10 @@ sub owner {
 }
 
 sub create_actor {
-    my ($creator) = @_;
-    my $res = $Http->post(url(''), {
+    my ($creator, $loc) = @_;
+    my $to = $loc ? "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/$loc/"
+                  : url('');
+    my $res = $Http->post($to, {
         headers => { 'Content-Type' => 'application/json' },
         content => qq({"creator": "$creator", "passphrase": "pw"}) });
     die "create: $res->{status} $res->{content}\n" unless $res->{status} == 201;
@@ -336,6 +361,133 @@ sub wait_failover {
                      $t1 - $t0, $t2 - $t1);
 }
 
+# ---- callback delivery ----------------------------------------------------
+
+# redis-cli in cluster mode (follows MOVED), arguments quoted for the shell
+sub ccli {
+    my @q = map { my $a = $_; $a =~ s/'/'\\''/g; "'$a'" } @_;
+    for my $p (@Ports) {
+        next unless (cli($p, 'role'))[0] eq 'master';
+        return cli($p, '-c', @q);
+    }
+    die "no primary to send to\n";
+}
+
+sub akey { "$ENV{TEST_NGINX_REDIS_PREFIX}:{$_[1]}:$_[0]" }
+
+# the subscriber {{b}} under /b/: on another shard than {{s0}}'s
+sub pick_subscriber {
+    my $port = (owner(slot(captured('s0'))))[1];
+    for my $n (1 .. 100) {
+        my $id = create_actor("b$n", 'b');
+        next if (owner(slot($id)))[1] == $port;
+        $ActingWeb::Test::Captured{b} = $id;
+        return;
+    }
+    die "no subscriber on another shard\n";
+}
+
+# the sink's lines once there are at least $n of them (30 s at most)
+sub callbacks {
+    my ($n) = @_;
+    my @l;
+    for (1 .. 300) {
+        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
+            @l = <$fh>;
+            chomp @l;
+        }
+        last if @l >= $n;
+        Time::HiRes::sleep(0.1);
+    }
+    return @l;
+}
+
+# the sink's lines are sequences 1 to $n, each once
+sub each_once {
+    my ($n, @l) = @_;
+    my %seq;
+    $seq{$_}++ for map { /"sequence":(\d+)/ } @l;
+    Test::More::is_deeply(\%seq, { map { $_ => 1 } 1 .. $n },
+                          "sequences 1 to $n, each once");
+}
+
+# {{s0}}'s callback of a sequence to {{b}}, with that diff (or another
+# publisher's: the names of its id, b, its subscription and secret)
+sub callback_re {
+    my ($seq, $data, @names) = @_;
+    my ($s0, $b, $sub, $secret) = map { captured($_) }
+                                  @names ? @names : qw(s0 b bsub bs);
+    return qr{^/b/$b/callbacks/subscriptions/$s0/$sub\|Bearer[ ]$secret\|
+              \{"id":"$s0","subscriptionid":"$sub","target":"properties",
+              "sequence":$seq,"timestamp":"[^"]+Z","granularity":"high",
+              "data":\Q$data\E\}$}x;
+}
+
+# work a stopped publisher left: a change, the pending mark; and the index
+sub leave_change {
+    my ($name, $value) = @_;
+    my $s0 = captured('s0');
+    Test::More::like(ccli('XADD', akey('changes', $s0), '*', 'path',
+                          qq(["$name"]), 'op', 'set', 'value', $value),
+                     qr/^\d+-\d+$/, 'XADD');
+    Test::More::like(ccli('HSET', akey('actor', $s0), 'pending', $name),
+                     qr/^[01]$/, 'HSET');
+}
+
+sub index_actor {
+    my $s0 = captured('s0');
+    require Compress::Zlib;
+    my $n = Compress::Zlib::crc32($s0) % 16;
+    Test::More::is(ccli('SADD', "$ENV{TEST_NGINX_REDIS_PREFIX}:cbq:{$n}",
+                        url($s0)), '1', 'SADD');
+}
+
+# a node's count of an error reply it gave (INFO errorstats)
+sub errors_given {
+    my ($port, $name) = @_;
+    for (cli($port, 'info', 'errorstats')) {
+        return $1 if /^errorstat_$name:count=(\d+)/;
+    }
+    return 0;
+}
+
+# b polls its subscription at s0
+sub poll_b {
+    return $Http->get(url(join '/', captured('s0'), 'subscriptions',
+                          captured('b'), captured('bsub')),
+                      { headers => { Authorization => 'Bearer '
+                                     . captured('bs') } });
+}
+
+# until b's subscription has no diff left (30 s at most): the 2xx
+# callbacks are cleared when the run's calls are done
+sub wait_cleared {
+    for (1 .. 300) {
+        last if poll_b()->{content} =~ /"data":\[\]/;
+        Time::HiRes::sleep(0.1);
+    }
+}
+
+sub put_s0 {
+    my ($name, $value, $actor) = @_;
+    $actor //= 's0';
+    my $res = $Http->put(url(captured($actor) . "/properties/$name"),
+                         { headers => auth(captured("${actor}c")),
+                           content => $value });
+    Test::More::is($res->{status}, 204, "PUT $name")
+        or Test::More::diag($res->{content});
+}
+
+# waits (30 s at most) until a node gave an error reply $n times
+sub wait_errors {
+    my ($port, $name, $n) = @_;
+    for (1 .. 300) {
+        return 1 if errors_given($port, $name) >= $n;
+        Time::HiRes::sleep(0.1);
+    }
+    return 0;
+}
+
 run_tests();
 
 __DATA__
@@ -416,6 +568,8 @@ Authorization: {{basic:alice:pw}}
 
 
 === TEST 6: ... polled by s1
+--- init
+main::pick_subscriber();
 --- request
 GET /a/{{s0}}/subscriptions/{{s1}}/{{sub}}
 --- more_headers
@@ -423,6 +577,177 @@ Authorization: Bearer {{secret}}
 --- error_code: 200
 --- response_body_json
 {"...": 1, "data": [{"...": 1, "sequence": 1, "data": {"news": "fresh"}}]}
+
+
+
+=== TEST 6b: callbacks on the cluster: b (under /b/, another shard) trusts s0
+--- request
+POST /a/{{s0}}/trust
+{"url": "http://127.0.0.1:{{env:TEST_NGINX_SERVER_PORT}}/b/{{b}}", "relationship": "friend"}
+--- more_headers
+Authorization: {{basic:{{s0c}}:pw}}
+--- error_code: 201
+--- response_body_json
+{"...": 1, "peerid": "{{b}}", "approved": true, "peer_approved": true}
+--- capture
+bs = json:secret
+
+
+
+=== TEST 6c: ... and subscribes high
+--- request
+POST /a/{{s0}}/subscriptions/{{b}}
+{"target": "properties", "granularity": "high"}
+--- more_headers
+Authorization: Bearer {{bs}}
+--- error_code: 201
+--- response_body_json
+{"...": 1, "subscriptionid": "~^[0-9a-f]+$", "granularity": "high"}
+--- capture
+bsub = json:subscriptionid
+
+
+
+=== TEST 6d: five writes on s0: five callbacks to b, each sequence once, cleared after the 2xx
+--- init
+my $t0 = Time::HiRes::time();
+main::put_s0('n', $_) for 1 .. 5;
+my @l = main::callbacks(5);
+Test::More::diag(sprintf "5 writes and their callbacks across shards: "
+                 . "%.2f s", Time::HiRes::time() - $t0);
+Test::More::is(scalar @l, 5, 'five callbacks') or Test::More::diag(@l);
+main::each_once(5, @l);
+for my $line (@l) {
+    my ($n) = $line =~ /"sequence":(\d+)/;
+    Test::More::like($line, main::callback_re($n, qq({"n":$n})),
+                     "callback $n");
+}
+main::wait_cleared();
+--- request
+GET /a/{{s0}}/subscriptions/{{b}}/{{bsub}}
+--- more_headers
+Authorization: Bearer {{bs}}
+--- error_code: 200
+--- response_body_json
+{"...": 1, "sequence": 5, "data": []}
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 6e: work left in Redis (a change, the mark, the index): the scan finds it on the cluster
+--- init
+main::leave_change('w', '7');
+main::index_actor();
+my @l = main::callbacks(6);
+Test::More::is(scalar @l, 6, 'the left-over change was delivered');
+Test::More::like($l[-1], main::callback_re(6, '{"w":7}'), 'once, as 6');
+--- request
+GET /status
+--- error_code: 200
+--- response_body_like eval
+qr/"callbacks_sent":1,"callbacks_failed":0,/
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 6f: TRYAGAIN during delivery: s0's slot migrating (cb_claim names a key that is not there); delivered once the slot has moved
+--- init
+my $s0 = main::captured('s0');
+my (undef, $sport) = main::owner(main::slot($s0));
+my $before = main::errors_given($sport, 'TRYAGAIN');
+main::start_migration($s0);
+# the write's keys are all there: it runs; cb_claim also names the
+# actor's circuits hash, which does not exist: on a migrating slot Redis
+# answers TRYAGAIN to a command with some of its keys there, some not
+main::put_s0('t', '1');
+my $t0 = Time::HiRes::time();
+Test::More::ok(main::wait_errors($sport, 'TRYAGAIN', $before + 20),
+               'TRYAGAIN for the claims');
+Time::HiRes::sleep(1);
+my $n = main::errors_given($sport, 'TRYAGAIN') - $before;
+my $t1 = Time::HiRes::time();
+Test::More::is(scalar(main::callbacks(0)), 6, 'nothing sent meanwhile');
+main::migrate_keys();
+main::finish_migration();
+my $t2 = Time::HiRes::time();
+my @l = main::callbacks(7);
+Test::More::is(scalar @l, 7, 'delivered after the migration');
+Test::More::like($l[-1], main::callback_re(7, '{"t":1}'), 'once, as 7');
+Test::More::diag(sprintf "TRYAGAIN: %d replies in %.1f s; delivered "
+                 . "%.2f s after the migration ended", $n, $t1 - $t0,
+                 Time::HiRes::time() - $t2);
+# each claim is retried 8 times with growing pauses, then given up and
+# found again by the scan: a few a second, not a hot loop
+Test::More::cmp_ok($n / ($t1 - $t0), '<', 100, 'TRYAGAIN replies a second');
+main::wait_cleared();
+--- request
+GET /a/{{s0}}/subscriptions/{{b}}/{{bsub}}
+--- more_headers
+Authorization: Bearer {{bs}}
+--- error_code: 200
+--- response_body_json
+{"...": 1, "sequence": 7, "data": []}
+--- error_log
+actingweb: redis cluster redirected a command more than 8 times
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 6g: CLUSTERDOWN during delivery: s0's slot not served (CLUSTER DELSLOTS) while the scan finds work; served again (ADDSLOTS): delivered
+--- init
+my $s0 = main::captured('s0');
+my $slot = main::slot($s0);
+my (undef, $port) = main::owner($slot);
+main::leave_change('u', '9');
+my $before = main::errors_given($port, 'CLUSTERDOWN');
+Test::More::is(main::cli($port, 'cluster', 'delslots', $slot), 'OK',
+               'DELSLOTS');
+main::index_actor();
+my $t0 = Time::HiRes::time();
+Test::More::ok(main::wait_errors($port, 'CLUSTERDOWN', $before + 1),
+               'CLUSTERDOWN for the claim');
+my $res = main::poll_b();
+Test::More::is($res->{status}, 503, 'a poll meanwhile: 503');
+Test::More::like($res->{content},
+                 qr/^\{"error":\{"code":503,"message":"storage unavailable/,
+                 '... JSON');
+Time::HiRes::sleep(2);
+my $n = main::errors_given($port, 'CLUSTERDOWN') - $before;
+my $t1 = Time::HiRes::time();
+Test::More::is(scalar(main::callbacks(0)), 7, 'nothing sent meanwhile');
+Test::More::is(main::cli($port, 'cluster', 'addslots', $slot), 'OK',
+               'ADDSLOTS');
+my $t2 = Time::HiRes::time();
+my @l = main::callbacks(8);
+Test::More::is(scalar @l, 8, 'delivered when the slot is served again');
+Test::More::like($l[-1], main::callback_re(8, '{"u":9}'), 'as 8');
+main::each_once(8, @l);
+Test::More::diag(sprintf "CLUSTERDOWN: %d replies in %.1f s; delivered "
+                 . "%.2f s after ADDSLOTS", $n, $t1 - $t0,
+                 Time::HiRes::time() - $t2);
+Test::More::cmp_ok($n / ($t1 - $t0), '<', 100,
+                   'CLUSTERDOWN replies a second');
+main::wait_cleared();
+--- request
+GET /a/{{s0}}/subscriptions/{{b}}/{{bsub}}
+--- more_headers
+Authorization: Bearer {{bs}}
+--- error_code: 200
+--- response_body_json
+{"...": 1, "sequence": 8, "data": []}
+--- error_log
+actingweb: redis cluster: CLUSTERDOWN Hash slot not served
+--- no_error_log
+[alert]
+[crit]
 
 
 
@@ -483,9 +808,47 @@ Authorization: {{basic:{{rc}}:pw}}
 
 
 
-=== TEST 11: a primary killed: its shard 503 JSON, the others serve
+=== TEST 10b: b trusts up too (up: on another shard than s1's)
+--- request
+POST /a/{{up}}/trust
+{"url": "http://127.0.0.1:{{env:TEST_NGINX_SERVER_PORT}}/b/{{b}}", "relationship": "friend"}
+--- more_headers
+Authorization: {{basic:{{upc}}:pw}}
+--- error_code: 201
+--- response_body_json
+{"...": 1, "peerid": "{{b}}", "approved": true, "peer_approved": true}
+--- capture
+ubs = json:secret
+
+
+
+=== TEST 10c: ... and subscribes high at up
+--- request
+POST /a/{{up}}/subscriptions/{{b}}
+{"target": "properties", "granularity": "high"}
+--- more_headers
+Authorization: Bearer {{ubs}}
+--- error_code: 201
+--- response_body_json
+{"...": 1, "subscriptionid": "~^[0-9a-f]+$", "granularity": "high"}
+--- capture
+ubsub = json:subscriptionid
+
+
+
+=== TEST 11: a primary killed: its shard 503 JSON, the others serve; a write's own worker delivers its callbacks meanwhile
 --- init
 main::kill_primary();
+my $t0 = Time::HiRes::time();
+# the scan waits until every slot has a primary again; the writing
+# worker claims and delivers at once on a shard that is up
+main::put_s0('cb', '1', 'up');
+my @l = main::callbacks(9);
+Test::More::diag(sprintf "a callback on a live shard %.2f s after the "
+                 . "kill of another", Time::HiRes::time() - $t0);
+Test::More::is(scalar @l, 9, "up's callback went during the failover");
+Test::More::like($l[-1], main::callback_re(1, '{"cb":1}',
+                                           qw(up b ubsub ubs)), 'as 1');
 --- request eval
 ["GET /a/{{s1}}/properties/greeting", "GET /a/{{up}}/properties",
  "PUT /a/{{up}}/properties/x\n1", "GET /a/{{s1}}/properties"]
@@ -496,7 +859,7 @@ main::kill_primary();
 [503, 200, 204, 503]
 --- response_body_like eval
 ['^\\{"error":\\{"code":503,"message":"storage unavailable',
- '^\\{\\}$', '^$',
+ '^\\{"cb":1\\}$', '^$',
  '^\\{"error":\\{"code":503,"message":"storage unavailable']
 --- no_error_log
 [alert]
@@ -507,6 +870,8 @@ main::kill_primary();
 === TEST 12: the replica promoted: followed, the data written before is there
 --- init
 main::wait_failover();
+my $sub = main::captured('ubsub');
+main::each_once(2, grep { m{/$sub\|} } main::callbacks(10));
 --- request eval
 ["GET /a/{{s1}}/properties/greeting", "PUT /a/{{s1}}/properties/greeting\nafter"]
 --- more_headers
