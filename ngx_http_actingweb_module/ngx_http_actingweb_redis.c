@@ -1309,8 +1309,12 @@ ngx_http_actingweb_redis_forward(ngx_http_actingweb_redis_op_t *op,
 {
     if (++op->redirects > NGX_HTTP_ACTINGWEB_REDIS_REDIRECTS) {
         ngx_log_error(NGX_LOG_ERR, op->request->connection->log, 0,
-                      "actingweb: redis cluster redirected a command more "
-                      "than %d times", NGX_HTTP_ACTINGWEB_REDIS_REDIRECTS);
+                      later ? "actingweb: redis cluster still answered "
+                              "TRYAGAIN (a slot migrating) after %d "
+                              "redirects"
+                            : "actingweb: redis cluster redirected a "
+                              "command more than %d times",
+                      NGX_HTTP_ACTINGWEB_REDIS_REDIRECTS);
         return NGX_ERROR;
     }
 

@@ -694,7 +694,7 @@ Authorization: Bearer {{bs}}
 --- response_body_json
 {"...": 1, "sequence": 7, "data": []}
 --- error_log
-actingweb: redis cluster redirected a command more than 8 times
+actingweb: redis cluster still answered TRYAGAIN (a slot migrating) after 8 redirects
 --- no_error_log
 [alert]
 [crit]
