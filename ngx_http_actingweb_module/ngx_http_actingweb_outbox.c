@@ -212,6 +212,7 @@ typedef struct {
 typedef struct {
     ngx_http_actingweb_ctx_t         ctx;        /* first: r's ctx */
     ngx_event_t                      gone;       /* frees the request */
+    ngx_queue_t                      live;       /* in ob->live */
     ngx_http_request_t              *request;
     ngx_http_actingweb_outbox_t     *outbox;
     ngx_http_actingweb_clears_t     *clears;
@@ -249,6 +250,8 @@ struct ngx_http_actingweb_outbox_s {
     ngx_uint_t                       found;      /* by the last scan */
     ngx_uint_t                       scans;      /* replies awaited */
     ngx_msec_t                       exit_at;    /* stop sending then */
+    ngx_queue_t                      live;       /* worker requests */
+    unsigned                         exiting:1;  /* outbox_exit began */
     u_char                           owner[NGX_HTTP_ACTINGWEB_ID_LEN + 1];
 };
 
@@ -376,6 +379,7 @@ ngx_http_actingweb_outbox_init(ngx_cycle_t *cycle,
     ngx_queue_init(&ob->peers);
     ngx_queue_init(&ob->sends);
     ngx_queue_init(&ob->runs);
+    ngx_queue_init(&ob->live);
     ngx_rbtree_init(&ob->tree, &ob->sentinel, ngx_str_rbtree_insert_value);
 
     ob->conn.fd = (ngx_socket_t) -1;
@@ -417,8 +421,10 @@ void
 ngx_http_actingweb_outbox_exit(ngx_http_actingweb_main_conf_t *amcf)
 {
     ngx_queue_t                      *q;
+    ngx_http_actingweb_claim_t       *cl;
     ngx_http_actingweb_outbox_t      *ob;
     ngx_http_actingweb_sends_t       *sd;
+    ngx_http_actingweb_clears_t      *cs;
     ngx_http_actingweb_peer_state_t  *ps;
 
     ob = amcf->outbox;
@@ -446,10 +452,45 @@ ngx_http_actingweb_outbox_exit(ngx_http_actingweb_main_conf_t *amcf)
         ngx_free(ngx_queue_data(q, ngx_http_actingweb_candidate_t, queue));
     }
 
+    ob->exiting = 1;
+
     while (!ngx_queue_empty(&ob->sends)) {
         q = ngx_queue_head(&ob->sends);
         sd = ngx_queue_data(q, ngx_http_actingweb_sends_t, all);
         ngx_http_actingweb_outbox_sends_free(sd);
+    }
+
+    /*
+     * Worker requests still waiting for Redis (a scan, a claim, a clear):
+     * their ops let go of them (the request cleanups), then the pools go,
+     * before Redis closes; and the runs they held
+     */
+
+    while (!ngx_queue_empty(&ob->live)) {
+        q = ngx_queue_head(&ob->live);
+        cl = ngx_queue_data(q, ngx_http_actingweb_claim_t, live);
+
+        if (cl->gone.posted) {
+            ngx_delete_posted_event(&cl->gone);
+        }
+
+        ngx_http_actingweb_outbox_free(cl->request);
+        ngx_delete_posted_event(&cl->gone);
+
+        if (cl->clears) {
+            ngx_http_actingweb_outbox_clears_put(ob, cl->clears);
+            cl->clears = NULL;
+        }
+
+        ngx_queue_remove(&cl->live);
+        ngx_destroy_pool(cl->request->pool);
+    }
+
+    while (!ngx_queue_empty(&ob->runs)) {
+        q = ngx_queue_head(&ob->runs);
+        cs = ngx_queue_data(q, ngx_http_actingweb_clears_t, queue);
+        cs->refs = 1;
+        ngx_http_actingweb_outbox_clears_put(ob, cs);
     }
 
     while (!ngx_queue_empty(&ob->peers)) {
@@ -771,6 +812,8 @@ ngx_http_actingweb_outbox_request(ngx_http_actingweb_outbox_t *ob,
 
     ngx_http_set_ctx(r, &cl->ctx, ngx_http_actingweb_module);
 
+    ngx_queue_insert_tail(&ob->live, &cl->live);
+
     return cl;
 
 failed:
@@ -802,7 +845,9 @@ ngx_http_actingweb_outbox_free(ngx_http_request_t *r)
 
     cl = ngx_http_get_module_ctx(r, ngx_http_actingweb_module);
 
-    ngx_post_event(&cl->gone, &ngx_posted_events);
+    if (!cl->gone.posted) {
+        ngx_post_event(&cl->gone, &ngx_posted_events);
+    }
 }
 
 
@@ -814,6 +859,7 @@ ngx_http_actingweb_outbox_gone(ngx_event_t *ev)
     cl = (ngx_http_actingweb_claim_t *)
              ((u_char *) ev - offsetof(ngx_http_actingweb_claim_t, gone));
 
+    ngx_queue_remove(&cl->live);
     ngx_destroy_pool(cl->request->pool);
 }
 
@@ -3190,7 +3236,7 @@ ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
     if (cs->again && !ngx_http_actingweb_outbox_busy(ob, cs)) {
         cs->again = 0;
 
-        if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+        if (!ob->exiting && !ngx_exiting && !ngx_terminate && !ngx_quit) {
             ngx_http_actingweb_outbox_add(ob, cs->member.data,
                                           cs->member.len);
         }
@@ -3213,11 +3259,13 @@ ngx_http_actingweb_outbox_clears_put(ngx_http_actingweb_outbox_t *ob,
 
     ngx_queue_remove(&cs->queue);
 
-    if (cs->again && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+    if (cs->again && !ob->exiting
+        && !ngx_exiting && !ngx_terminate && !ngx_quit)
+    {
         ngx_http_actingweb_outbox_add(ob, cs->member.data, cs->member.len);
     }
 
-    if (!ngx_queue_empty(&cs->done)
+    if (!ngx_queue_empty(&cs->done) && !ob->exiting
         && !ngx_exiting && !ngx_terminate && !ngx_quit)
     {
         ngx_http_actingweb_outbox_clear(ob, cs);
@@ -3417,7 +3465,9 @@ ngx_http_actingweb_outbox_sends_free(ngx_http_actingweb_sends_t *sd)
 
     /* its 2xx sequences wait for the run's one clear */
 
-    if (sd->nok && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+    if (sd->nok && !ob->exiting
+        && !ngx_exiting && !ngx_terminate && !ngx_quit)
+    {
         ngx_queue_insert_tail(&cs->done, &sd->queue);
 
     } else {
