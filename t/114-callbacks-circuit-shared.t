@@ -118,6 +118,11 @@ sub calls {
 
 sub counter { $_[0] =~ /"$_[1]":(\d+)/ ? $1 : -1 }
 
+# two instances race circuit windows and a 60 s lease: the test's nginx
+# under valgrind is too slow for them
+Test::More::plan(skip_all => 'circuit timing across two instances')
+    if $ENV{TEST_NGINX_USE_VALGRIND};
+
 run_tests();
 
 __DATA__
