@@ -39,6 +39,7 @@
 #   BENCH_DELIVERY_SUBS=1000 fast subscribers (one subscription each)
 #   BENCH_DELIVERY_RUNS=10 changes timed per scenario
 #   BENCH_DELIVERY_WRITES=20 changes at once for the delivery rate
+#   BENCH_DELIVERY_BURSTS=3  times that is timed (callbacks over the sum)
 #   BENCH_FANOUT_SERIAL=10 runs of the serial calls to 10 peers
 #   BENCH_FANOUT_MAX=1000 the largest fan-out (peers on B)
 #   BENCH_SUBS_MAX=1000   the most subscriptions on one actor (subs)
@@ -95,6 +96,7 @@ my $DELIVERY_PEERS   = env_int('BENCH_DELIVERY_PEERS',   10);
 my $DELIVERY_SUBS    = env_int('BENCH_DELIVERY_SUBS',    1000);
 my $DELIVERY_RUNS    = env_int('BENCH_DELIVERY_RUNS',    10);
 my $DELIVERY_WRITES  = env_int('BENCH_DELIVERY_WRITES',  20);
+my $DELIVERY_BURSTS  = env_int('BENCH_DELIVERY_BURSTS',  3);
 
 my $RSS_REQUESTS = env_int('BENCH_RSS_REQUESTS', 1000000);
 my $RSS_SLICES   = env_int('BENCH_RSS_SLICES',   10);
@@ -115,7 +117,7 @@ my $COMMAND = join ' ',
            BENCH_FANOUT_RUNS BENCH_FANOUT_SERIAL BENCH_FANOUT_MAX
            BENCH_SUBS_MAX BENCH_SUBS_ROUNDS BENCH_SUBS_DIFFS
            BENCH_DELIVERY_SLOW_MS BENCH_DELIVERY_PEERS BENCH_DELIVERY_SUBS
-           BENCH_DELIVERY_RUNS BENCH_DELIVERY_WRITES
+           BENCH_DELIVERY_RUNS BENCH_DELIVERY_WRITES BENCH_DELIVERY_BURSTS
            BENCH_RSS_REQUESTS BENCH_RSS_SLICES)),
     'perl', $0, @ARGV;
 
@@ -2228,7 +2230,8 @@ sub group_delivery {
     $row->(sprintf('one change, %d subscriptions of %d fast subscribers '
                    . '(one POST per subscriber)', scalar @many, scalar @bm),
         $measure->($amany, 'b', scalar @bm, $DELIVERY_RUNS, 1), scalar @bm);
-    my $burst = $measure->($afan, 'b', $nfan, 1, $DELIVERY_WRITES);
+    my $burst = $measure->($afan, 'b', $nfan, $DELIVERY_BURSTS,
+                           $DELIVERY_WRITES);
     $row->("$DELIVERY_WRITES changes at once, $nfan subscribers "
            . '(delivery rate)', $burst, $nfan * $DELIVERY_WRITES);
 
