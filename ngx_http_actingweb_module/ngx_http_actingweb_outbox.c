@@ -3265,9 +3265,12 @@ ngx_http_actingweb_outbox_clears_put(ngx_http_actingweb_outbox_t *ob,
         ngx_http_actingweb_outbox_add(ob, cs->member.data, cs->member.len);
     }
 
-    if (!ngx_queue_empty(&cs->done) && !ob->exiting
-        && !ngx_exiting && !ngx_terminate && !ngx_quit)
-    {
+    /*
+     * A worker that is stopping gracefully still clears what it sent (it
+     * waits for Redis's answer); one that has begun to exit does not
+     */
+
+    if (!ngx_queue_empty(&cs->done) && !ob->exiting && !ngx_terminate) {
         ngx_http_actingweb_outbox_clear(ob, cs);
     }
 
@@ -3465,9 +3468,7 @@ ngx_http_actingweb_outbox_sends_free(ngx_http_actingweb_sends_t *sd)
 
     /* its 2xx sequences wait for the run's one clear */
 
-    if (sd->nok && !ob->exiting
-        && !ngx_exiting && !ngx_terminate && !ngx_quit)
-    {
+    if (sd->nok && !ob->exiting && !ngx_terminate) {
         ngx_queue_insert_tail(&cs->done, &sd->queue);
 
     } else {

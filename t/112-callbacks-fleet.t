@@ -199,7 +199,10 @@ Test::More::is_deeply(\@seq, [1 .. 20], 'each sequence once')
 my ($s1) = $c1 =~ /"callbacks_sent":(\d+)/;
 my ($s2) = $c2 =~ /"callbacks_sent":(\d+)/;
 Test::More::is($s1 + $s2, 20, "20 sent in all ($s1 + $s2)");
-Test::More::ok($s2 > 0, 'instance 2 delivered some');
+# (which instance wins a claim is timing: slowed down by the sanitizers,
+# the test's nginx may win them all)
+Test::More::ok($s2 > 0, 'instance 2 delivered some')
+    unless $ENV{TEST_NGINX_SANITIZE};
 --- request
 GET /a/{{a}}/subscriptions/{{b}}/{{sub}}
 --- more_headers
