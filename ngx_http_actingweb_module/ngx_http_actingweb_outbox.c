@@ -325,7 +325,8 @@ static ngx_http_actingweb_peer_state_t *ngx_http_actingweb_outbox_peer(
 static void ngx_http_actingweb_outbox_state(ngx_http_actingweb_outbox_t *ob,
     ngx_http_actingweb_peer_state_t *ps, ngx_uint_t state);
 static void ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
-    ngx_str_t *actor, ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now);
+    ngx_str_t *actor, ngx_http_actingweb_peer_state_t *ps, ngx_str_t *circuit,
+    ngx_msec_t now);
 static ngx_msec_t ngx_http_actingweb_outbox_now(void);
 static void ngx_http_actingweb_outbox_circuit(ngx_http_actingweb_sends_t *sd,
     ngx_msec_t until);
@@ -338,6 +339,8 @@ static ngx_int_t ngx_http_actingweb_outbox_tags(
     ngx_http_actingweb_peer_state_t *ps, ngx_http_actingweb_sends_t *sd);
 static void ngx_http_actingweb_outbox_tagged(void *data, ngx_int_t rc,
     ngx_uint_t status, ngx_str_t *retry_after, ngx_str_t *body);
+static ngx_uint_t ngx_http_actingweb_outbox_stopping(
+    ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_pump(ngx_http_actingweb_outbox_t *ob);
 static void ngx_http_actingweb_outbox_exiting(
     ngx_http_actingweb_outbox_t *ob);
@@ -882,7 +885,7 @@ ngx_http_actingweb_outbox_scan(ngx_event_t *ev)
     ob = (ngx_http_actingweb_outbox_t *)
              ((u_char *) c - offsetof(ngx_http_actingweb_outbox_t, dummy));
 
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
+    if (ngx_http_actingweb_outbox_stopping(ob)) {
         return;
     }
 
@@ -978,7 +981,7 @@ ngx_http_actingweb_outbox_scanned(ngx_http_request_t *r,
 static void
 ngx_http_actingweb_outbox_rearm(ngx_http_actingweb_outbox_t *ob)
 {
-    if (ngx_exiting || ngx_terminate || ngx_quit || ob->scan.timer_set) {
+    if (ngx_http_actingweb_outbox_stopping(ob) || ob->scan.timer_set) {
         return;
     }
 
@@ -1000,7 +1003,7 @@ ngx_http_actingweb_outbox_claim(ngx_http_actingweb_outbox_t *ob,
     ngx_http_actingweb_loc_conf_t    *alcf;
     ngx_http_actingweb_redis_args_t  *a;
 
-    if (ngx_exiting || ngx_terminate) {
+    if (ngx_http_actingweb_outbox_stopping(ob)) {
         return NGX_DECLINED;
     }
 
@@ -1233,7 +1236,7 @@ ngx_http_actingweb_outbox_claimed(ngx_http_request_t *r,
         }
 
         ngx_http_actingweb_outbox_shared(cl->outbox, &cl->ctx.actor_id,
-                                         &rs->peer, &circuit, now);
+                                         rs->ps, &circuit, now);
     }
 
     if (ngx_http_actingweb_outbox_make(r) != NGX_OK
@@ -2212,7 +2215,7 @@ ngx_http_actingweb_outbox_sends(ngx_http_request_t *r,
         sd->n++;
     }
 
-    if (sd->peer == NULL || sd->n == 0) {
+    if (sd->n == 0) {
         ngx_http_actingweb_outbox_sends_free(sd);
         return;
     }
@@ -2723,13 +2726,12 @@ ngx_http_actingweb_outbox_breaker(ngx_http_actingweb_outbox_t *ob,
 
 static void
 ngx_http_actingweb_outbox_shared(ngx_http_actingweb_outbox_t *ob,
-    ngx_str_t *actor, ngx_str_t *peer, ngx_str_t *circuit, ngx_msec_t now)
+    ngx_str_t *actor, ngx_http_actingweb_peer_state_t *ps, ngx_str_t *circuit,
+    ngx_msec_t now)
 {
-    ngx_int_t                         until;
-    ngx_http_actingweb_peer_state_t  *ps;
+    ngx_int_t  until;
 
-    ps = ngx_http_actingweb_outbox_peer(ob, peer);
-    if (ps == NULL || ps->state == NGX_HTTP_ACTINGWEB_BREAKER_PROBING) {
+    if (ps->state == NGX_HTTP_ACTINGWEB_BREAKER_PROBING) {
         return;
     }
 
@@ -2795,6 +2797,18 @@ ngx_http_actingweb_outbox_now(void)
     tp = ngx_timeofday();
 
     return (ngx_msec_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/*
+ * No new work (scans, claims, re-claims, shared circuit writes) once the
+ * worker stops; what it sent is still cleared (clears_put, sends_free)
+ */
+
+static ngx_uint_t
+ngx_http_actingweb_outbox_stopping(ngx_http_actingweb_outbox_t *ob)
+{
+    return ob->exiting || ngx_exiting || ngx_terminate || ngx_quit;
 }
 
 
@@ -3130,7 +3144,7 @@ ngx_http_actingweb_outbox_sent(void *data, ngx_int_t rc, ngx_uint_t status,
                    ngx_min(id.len, NGX_HTTP_ACTINGWEB_ID_LEN));
     }
 
-    if (wait && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+    if (wait && !ngx_http_actingweb_outbox_stopping(ob)) {
         /* for the other workers and instances: open until, or closed */
         ngx_http_actingweb_outbox_circuit(sd,
                                ok ? 0 : ngx_http_actingweb_outbox_now() + wait);
@@ -3236,7 +3250,7 @@ ngx_http_actingweb_outbox_started(ngx_http_actingweb_outbox_t *ob,
     if (cs->again && !ngx_http_actingweb_outbox_busy(ob, cs)) {
         cs->again = 0;
 
-        if (!ob->exiting && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+        if (!ngx_http_actingweb_outbox_stopping(ob)) {
             ngx_http_actingweb_outbox_add(ob, cs->member.data,
                                           cs->member.len);
         }
@@ -3259,9 +3273,7 @@ ngx_http_actingweb_outbox_clears_put(ngx_http_actingweb_outbox_t *ob,
 
     ngx_queue_remove(&cs->queue);
 
-    if (cs->again && !ob->exiting
-        && !ngx_exiting && !ngx_terminate && !ngx_quit)
-    {
+    if (cs->again && !ngx_http_actingweb_outbox_stopping(ob)) {
         ngx_http_actingweb_outbox_add(ob, cs->member.data, cs->member.len);
     }
 
