@@ -2142,9 +2142,11 @@ sub group_delivery {
                  . "$r->{content}\n";
         return $j->{secret};
     });
-    # the subscriptions, made by the peers with their Bearer
-    my @subs = 0 .. $#pairs - @bm;
-    fan_out('delivery-subscribe', $TRUST_CLIENTS, \@subs, sub {
+    # the subscriptions, made by the peers with their Bearer: one per
+    # pair, and for $amany $DELIVERY_SUBS across the $peers of @bm (one
+    # POST per peer and change: the issue's "1,000 subscriptions across 10
+    # sink peers")
+    my $subscribe = sub {
         my ($http, $i) = @_;
         my ($pub, $url) = @{ $pairs[$i] };
         my ($peer) = $url =~ m{/([0-9a-f]+)$};
@@ -2156,26 +2158,13 @@ sub group_delivery {
         $r->{status} == 201
             or die "subscribing answered $r->{status}: $r->{content}\n";
         return 1;
-    });
-    # and $amany: $DELIVERY_SUBS subscriptions across the $peers of @bm
-    # (one POST per peer and change: the issue's "1,000 subscriptions
-    # across 10 sink peers")
+    };
+    my @subs = 0 .. $#pairs - @bm;
+    fan_out('delivery-subscribe', $TRUST_CLIENTS, \@subs, $subscribe);
     my $per = int($DELIVERY_SUBS / $peers) || 1;
     my @many = map { my $i = $_; map { $i } 1 .. $per }
                (@pairs - @bm) .. $#pairs;
-    fan_out('delivery-subscribe-many', $TRUST_CLIENTS, \@many, sub {
-        my ($http, $i) = @_;
-        my ($pub, $url) = @{ $pairs[$i] };
-        my ($peer) = $url =~ m{/([0-9a-f]+)$};
-        my $r = client_request($http, 'POST',
-            "$pa/$pub/subscriptions/$peer",
-            { Authorization => "Bearer $secrets[$i]",
-              'Content-Type' => 'application/json' },
-            '{"target":"properties","granularity":"high"}');
-        $r->{status} == 201
-            or die "subscribing answered $r->{status}: $r->{content}\n";
-        return 1;
-    });
+    fan_out('delivery-subscribe-many', $TRUST_CLIENTS, \@many, $subscribe);
     my $nfan = @bs;
     say_ sprintf '%d actors, %d trusts, %d subscriptions in %.1f s',
         4 + $peers * 2 + $nfan, scalar @pairs, @subs + @many, time - $t;
