@@ -85,21 +85,6 @@ CONF
 
 sub key { "$ENV{TEST_NGINX_REDIS_PREFIX}:{" . main::captured($_[1] // 'a') . "}:$_[0]" }
 
-# the sink's lines once there are at least $n of them (10 s at most)
-sub callbacks {
-    my ($n) = @_;
-    my @l;
-    for (1 .. 100) {
-        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
-            @l = <$fh>;
-            chomp @l;
-        }
-        last if @l >= $n;
-        select undef, undef, undef, 0.1;
-    }
-    return @l;
-}
-
 # PUT <loc>/<actor of loc>/properties/<name> with a JSON value, as alice
 sub put {
     my ($loc, $name, $value) = @_;
@@ -182,7 +167,7 @@ for my $w (@w) {
         { headers => $h, content => $w->[1] });
     Test::More::is($res->{status}, 204, "PUT $w->[0]");
 }
-main::callbacks(5);
+main::sink_lines(5);
 # and F's five have failed (no timing: up to 10 s)
 for (1 .. 100) {
     last if HTTP::Tiny->new->get("http://127.0.0.1:$port/status")->{content}
@@ -204,7 +189,7 @@ actingweb: callbacks to peer {{f}}: circuit open for 60000 ms after 5 failures
 
 === TEST 5: B got each change once, in order: high with data, low with url, the big one downgraded; x only for the subscription to x
 --- init
-my @l = main::callbacks(5);
+my @l = main::sink_lines(5);
 my ($aid, $bid, $s, $sub1, $sub2) = map { main::captured($_) } qw(a b s sub1 sub2);
 my $port = $ENV{TEST_NGINX_SERVER_PORT};
 Test::More::is(scalar @l, 5, 'five callbacks to B') or Test::More::diag(join "\n", @l);
@@ -259,7 +244,7 @@ my $n = 0;
 require Compress::Zlib;
 $n = Compress::Zlib::crc32(main::captured('a')) % 16;
 main::redis_cmd('SADD', "$ENV{TEST_NGINX_REDIS_PREFIX}:cbq:{$n}", $url);
-my @l = main::callbacks(6);
+my @l = main::sink_lines(6);
 Test::More::is(scalar @l, 6, 'the left-over change was delivered');
 Test::More::like($l[-1], qr{"sequence":6,.*"data":\{"w":7\}}, 'with the next sequence');
 --- request
@@ -289,7 +274,7 @@ require Compress::Zlib;
 my $n = Compress::Zlib::crc32(main::captured('a')) % 16;
 main::redis_cmd('SADD', "$ENV{TEST_NGINX_REDIS_PREFIX}:cbq:{$n}",
                 "http://127.0.0.1:$port/a/" . main::captured('a'));
-my @l = main::callbacks(7);
+my @l = main::sink_lines(7);
 Test::More::is(scalar @l, 7, 'its callback was sent');
 Test::More::like($l[-1], qr{"sequence":7,.*"data":\{"w":8\}}, 'that diff');
 --- request
@@ -314,7 +299,7 @@ qr/"callbacks_sent":1,/
 main::put('a', 'z', '9');
 main::status_until(qr/"callbacks_failed":[1-9]/);
 select undef, undef, undef, 0.3;
-my @l = main::callbacks(8);
+my @l = main::sink_lines(8);
 Test::More::is(scalar @l, 7, 'nothing reached B');
 --- request
 GET /status
@@ -388,11 +373,11 @@ Authorization: Bearer {{sc}}
 # failed: C's refused callback, and F's (its circuit is open since TEST 4,
 # or its probe fails)
 main::put('a', 'z', '10');
-main::callbacks(8);
+main::sink_lines(8);
 main::put('c', 'z', '11');
 main::status_until(qr/"callbacks_sent":1,"callbacks_failed":2,/);
 select undef, undef, undef, 0.3;
-my @l = main::callbacks(9);
+my @l = main::sink_lines(9);
 Test::More::is(scalar @l, 8, "A's callback only");
 Test::More::like($l[-1], qr{"data":\{"z":10\}}, "A's");
 --- request

@@ -116,21 +116,6 @@ CONF
     more_headers => "Authorization: {{basic:alice:pa}}\n",
 );
 
-# G's callbacks once there are at least $n of them (20 s at most)
-sub callbacks {
-    my ($n) = @_;
-    my @l;
-    for (1 .. 200) {
-        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
-            @l = <$fh>;
-            chomp @l;
-        }
-        last if @l >= $n;
-        select undef, undef, undef, 0.1;
-    }
-    return @l;
-}
-
 # the worker's counters once $re matches them (20 s at most)
 sub status_like {
     my ($re) = @_;
@@ -198,7 +183,7 @@ __DATA__
 --- init
 my ($aid, $gid) = map { main::captured($_) } qw(a g);
 main::put($_) for 1 .. 6;
-my @l = main::callbacks(6);
+my @l = main::sink_lines(6, 200);
 Test::More::is(scalar @l, 6, 'G got six callbacks') or Test::More::diag(join "\n", @l);
 my @seq = map { /"sequence":(\d+)/ ? $1 : 0 } @l;
 Test::More::is_deeply([sort { $a <=> $b } @seq], [1 .. 6], 'each change once');
@@ -215,7 +200,7 @@ open my $fh, '>', $ENV{TEST_NGINX_EOK} or die;
 close $fh;
 select undef, undef, undef, 1.2;
 main::put(7);
-Test::More::is(scalar main::callbacks(7), 7, 'G got the seventh');
+Test::More::is(scalar main::sink_lines(7, 200), 7, 'G got the seventh');
 # probes: E's succeeds (with G, X and H: 4 more sent); S's and R's fail
 # and open their circuits again
 $c = main::status_like(qr/"callbacks_sent":22,.*"outbox_depth":0/);

@@ -133,21 +133,6 @@ sub settled {
     return $c;
 }
 
-# the sink's lines once there are at least $n of them (10 s at most)
-sub callbacks {
-    my ($n) = @_;
-    my @l;
-    for (1 .. 100) {
-        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
-            @l = <$fh>;
-            chomp @l;
-        }
-        last if @l >= $n;
-        select undef, undef, undef, 0.1;
-    }
-    return @l;
-}
-
 # Under valgrind TESTs 5-8 are skipped: they race a plain instance 2
 # against the test's nginx, many times slower there.
 run_tests();
@@ -202,12 +187,12 @@ for my $i (1 .. 20) {
         { headers => $h, content => $i });
     Test::More::is($res->{status}, 204, "PUT $i to port $port");
 }
-main::callbacks(20);
+main::sink_lines(20);
 my $c1 = main::settled($ENV{TEST_NGINX_SERVER_PORT});
 my $c2 = main::settled($ENV{TEST_NGINX_A2_PORT});
 # anything sent twice would be in the log by now
 select undef, undef, undef, 0.5;
-my @l = main::callbacks(20);
+my @l = main::sink_lines(20);
 my @seq = sort { $a <=> $b } map { /"sequence":(\d+)/ ? $1 : 0 } @l;
 Test::More::is_deeply(\@seq, [1 .. 20], 'each sequence once')
     or Test::More::diag("@seq");
@@ -267,12 +252,12 @@ for my $i (21 .. 80) {
         { headers => $h, content => $i });
     Test::More::is($res->{status}, 204, "PUT $i");
 }
-main::callbacks(80);
+main::sink_lines(80);
 main::settled($ENV{TEST_NGINX_A2_PORT});
 main::settled($ENV{TEST_NGINX_SERVER_PORT});
 select undef, undef, undef, 0.5;
 main::cleared();
-my @l = main::callbacks(80);
+my @l = main::sink_lines(80);
 my @seq = sort { $a <=> $b } map { /"sequence":(\d+)/ ? $1 : 0 } @l;
 Test::More::is_deeply(\@seq, [1 .. 80], 'each sequence once')
     or Test::More::diag("@seq");
@@ -311,11 +296,11 @@ main::redis_cmd('HSET', $k, 'cblease',
                 'someone ' . int((time + 600) * 1000));
 $put->(81);
 select undef, undef, undef, 1;
-Test::More::is(scalar(my @l = main::callbacks(81)), 80, 'held by the lease');
+Test::More::is(scalar(my @l = main::sink_lines(81)), 80, 'held by the lease');
 main::redis_cmd('HSET', $k, 'cblease', 'someone ' . int((time - 1) * 1000));
 $put->(82);
 my @seq = sort { $a <=> $b }
-          map { /"sequence":(\d+)/ ? $1 : 0 } main::callbacks(82);
+          map { /"sequence":(\d+)/ ? $1 : 0 } main::sink_lines(82);
 Test::More::is_deeply([ @seq[80, 81] ], [81, 82], 'both, once');
 Test::More::is(scalar @seq, 82, 'nothing twice');
 --- request

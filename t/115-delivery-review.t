@@ -67,21 +67,6 @@ CONF
     more_headers => "Authorization: {{basic:alice:pa}}\n",
 );
 
-# the sink's lines once there are at least $n of them (10 s at most)
-sub callbacks {
-    my ($n) = @_;
-    my @l;
-    for (1 .. 100) {
-        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
-            @l = <$fh>;
-            chomp @l;
-        }
-        last if @l >= $n;
-        select undef, undef, undef, 0.1;
-    }
-    return @l;
-}
-
 sub put {
     my ($name, $value) = @_;
     my $port = main::wait_for_server();
@@ -213,7 +198,7 @@ for my $round (1 .. 3) {
     for my $s (@s) { local $/; my $r = <$s>; }
 }
 select undef, undef, undef, 1;
-my @l = grep { /"sequence":1,/ } main::callbacks(1);
+my @l = grep { /"sequence":1,/ } main::sink_lines(1);
 Test::More::is(scalar @l, 1, 'one callback for the diff') or Test::More::diag(join "\n", @l);
 --- request
 GET /status

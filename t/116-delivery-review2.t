@@ -70,21 +70,6 @@ CONF
     more_headers => "Authorization: {{basic:alice:pa}}\n",
 );
 
-# the sink's lines once there are at least $n of them (10 s at most)
-sub callbacks {
-    my ($n, $tries) = @_;
-    my @l;
-    for (1 .. ($tries || 100)) {
-        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
-            @l = <$fh>;
-            chomp @l;
-        }
-        last if @l >= $n;
-        select undef, undef, undef, 0.1;
-    }
-    return @l;
-}
-
 sub put {
     my ($actor, $name, $value) = @_;
     my $port = main::wait_for_server();
@@ -212,7 +197,7 @@ Authorization: Bearer {{sf}}
 === TEST 8: R's 503 with Retry-After: 60 for A's callback opens its circuit; C's callback to R, in the same worker, waits too (not closed by C's claim, which has no record of R)
 --- init
 Test::More::is(main::put('a', 'y', 1), 204, 'PUT y on A');
-Test::More::is(scalar main::callbacks(1), 1, "A's callback went");
+Test::More::is(scalar main::sink_lines(1), 1, "A's callback went");
 for (1 .. 100) {
     last if main::status('outbox_depth') == 0;
     select undef, undef, undef, 0.1;
@@ -223,7 +208,7 @@ for (1 .. 100) {
     select undef, undef, undef, 0.1;
 }
 select undef, undef, undef, 0.5;
-my @l = main::callbacks(2, 5);
+my @l = main::sink_lines(2, 5);
 Test::More::is(scalar @l, 1, 'R was called once') or Test::More::diag(join "\n", @l);
 --- request
 GET /status

@@ -75,6 +75,7 @@ our @EXPORT = qw(
     run_tests no_actingweb_defaults captured basic_auth
     redis_cmd redis_key redis_keys redis_cleanup wait_for_server
     block_defaults free_port peer_location start_instance stop_instance
+    sink_lines
 );
 
 # Export our helpers, then let Test::Nginx::Socket export its API (and
@@ -314,6 +315,22 @@ sub stop_instance {
         select undef, undef, undef, 0.05;
     }
     unlink "$dir/nginx.pid";
+}
+
+# The lines of the callback tests' sink log ($ENV{TEST_NGINX_CBLOG}) once
+# there are at least $n of them: $tries tenths of a second at most (100)
+sub sink_lines {
+    my ($n, $tries) = @_;
+    my @l;
+    for (1 .. ($tries || 100)) {
+        if (open my $fh, '<', $ENV{TEST_NGINX_CBLOG}) {
+            @l = <$fh>;
+            chomp @l;
+        }
+        last if @l >= $n;
+        select undef, undef, undef, 0.1;
+    }
+    return @l;
 }
 
 sub wait_for_server () {
